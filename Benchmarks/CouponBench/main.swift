@@ -1,0 +1,1 @@
+print("coupon-bench: not yet")

@@ -1,0 +1,27 @@
+// swift-tools-version:6.0
+// CouponStore: an embedded, crash-safe datastore for coupon campaigns and flash sales.
+// No package dependencies: Foundation, Dispatch, Synchronization and Glibc only.
+import PackageDescription
+
+let package = Package(
+  name: "CouponStore",
+  platforms: [.macOS(.v15)],
+  products: [
+    .library(name: "CouponStore", targets: ["CouponStore"]),
+    .executable(name: "couponstore", targets: ["CouponStoreCLI"]),
+    .executable(name: "coupon-bench", targets: ["CouponBench"]),
+  ],
+  targets: [
+    // The generic write-ahead log: file-system seam, framing, segments, recovery scan,
+    // group-commit state machine. It knows nothing about coupons.
+    .target(name: "CouponLog"),
+    // The coupon engine: events, in-memory state, the single writer, the public API.
+    .target(name: "CouponStore", dependencies: ["CouponLog"]),
+    .executableTarget(name: "CouponStoreCLI", dependencies: ["CouponStore"]),
+    .executableTarget(
+      name: "CouponBench", dependencies: ["CouponStore"], path: "Benchmarks/CouponBench"),
+    .testTarget(name: "CouponLogTests", dependencies: ["CouponLog"]),
+    .testTarget(name: "CouponStoreTests", dependencies: ["CouponStore", "CouponLog"]),
+  ],
+  swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,69 @@
+// Opening: what may be in the data directory, and replaying the log into the state.
+
+import CouponLog
+import Foundation
+
+extension CouponStore {
+  /// The files CouponStore writes in its directory. Anything else is refused on open, so that a
+  /// mistyped path (a home directory, another program's data) is never written into.
+  static func isOwnFile(_ name: String) -> Bool {
+    if name == "LOCK" { return true }
+    if name.hasPrefix("log-"), name.hasSuffix(".seg") { return true }
+    if name.hasPrefix("snapshot-"), name.hasSuffix(".snap") || name.hasSuffix(".tmp") {
+      return true
+    }
+    return false
+  }
+
+  static func checkDirectoryContents(_ directory: String, fileSystem: any FileSystem)
+    throws(CouponStoreError)
+  {
+    let names: [String]
+    do {
+      names = try fileSystem.contentsOfDirectory(directory)
+    } catch {
+      throw .io(error, while: "listing the data directory")
+    }
+    for name in names where !isOwnFile(name) {
+      throw CouponStoreError(
+        code: .unrecognizedFile,
+        message: "the data directory holds \"\(name)\", which CouponStore did not write; open an "
+          + "empty directory or one CouponStore created", path: directory + "/" + name)
+    }
+  }
+
+  /// Replays every log record into `state`.
+  static func replayLog(
+    directory: String, options: Options, readOnly: Bool = false, into state: inout StoreState
+  ) throws(CouponStoreError) -> RecoveryReport {
+    var recoveryOptions = RecoveryOptions()
+    recoveryOptions.salvage = options.salvage && !readOnly
+    recoveryOptions.readOnly = readOnly
+    recoveryOptions.afterSequence = state.lastSequence
+    let progress = options.openProgress
+    do {
+      return try recoverLog(
+        fileSystem: options.fileSystem, directory: directory, options: recoveryOptions,
+        progress: progress.map { report in
+          { done, total in report(OpenProgress(bytesDone: done, bytesTotal: total)) }
+        }
+      ) { record in
+        do {
+          try state.replay(type: record.type, payload: record.payload, sequence: record.sequence)
+        } catch let error as ReplayError {
+          throw CouponStoreError(
+            code: .corruption,
+            message: "log record \(record.sequence) cannot be applied (\(error.reason)); the "
+              + "data is damaged: restore a backup, or open with salvage to cut the log here",
+            path: record.path, offset: record.offset)
+        }
+      }
+    } catch let error as CouponStoreError {
+      throw error
+    } catch let error as LogError {
+      throw CouponStoreError(logError: error)
+    } catch {
+      throw CouponStoreError(code: .io, message: "recovery failed: \(error)")
+    }
+  }
+}

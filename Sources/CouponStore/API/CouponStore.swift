@@ -1,0 +1,291 @@
+import CouponLog
+import Foundation
+import Synchronization
+
+/// An embedded, crash-safe datastore for coupon campaigns and flash sales.
+///
+/// ```swift
+/// let store = try await CouponStore.open(directory: "/var/lib/coupons")   // recovers
+/// let spring = try await store.createCampaign(CampaignSpec(
+///     name: "SpringPromo", stock: 10_000, codes: .generated(.hangulDigits)))
+/// switch try await store.claim(campaign: spring.id, user: "user_123") {
+/// case .claimed(let coupon): print(coupon.code)           // durable when this returns
+/// case .limitReached(let existing): print(existing[0].code)
+/// default: break
+/// }
+/// try await store.close()
+/// ```
+///
+/// Every request goes to one writer thread that decides it against the in-memory state, appends
+/// its event to the write-ahead log and applies it; a call returns only after the batch holding
+/// its event was made durable with `fdatasync`. Reads go through the same queue, so they see only
+/// durable state and always see the caller's own acknowledged writes.
+///
+/// Safe to share between any number of tasks.
+public final class CouponStore: Sendable {
+  /// The data directory.
+  public let directory: String
+  /// What recovery found when this store was opened.
+  public let recovery: RecoverySummary
+
+  private let writer: Writer
+  private let fileSystem: any FileSystem
+  private let lock: FileDescriptor
+  private let closed = Mutex(false)
+
+  private init(
+    directory: String, recovery: RecoverySummary, writer: Writer, fileSystem: any FileSystem,
+    lock: FileDescriptor
+  ) {
+    self.directory = directory
+    self.recovery = recovery
+    self.writer = writer
+    self.fileSystem = fileSystem
+    self.lock = lock
+  }
+
+  // MARK: Opening and closing
+
+  /// Opens (creating if needed) the store in `directory`, recovering its state from disk.
+  ///
+  /// Takes an exclusive lock on the directory: a second open, from this process or another,
+  /// fails with ``CouponStoreError/Code/locked`` until this store is closed. A torn record at the
+  /// end of the log (a crash mid-write) is cut off; a damaged record before the end makes the
+  /// open fail with ``CouponStoreError/Code/corruption`` naming the file and offset, unless
+  /// ``Options/salvage`` is set.
+  public static func open(directory: String, options: Options = Options())
+    async throws(CouponStoreError) -> CouponStore
+  {
+    try options.validate()
+    guard !directory.isEmpty else { throw .invalid("directory", "directory must not be empty") }
+    let started = DispatchTime.now()
+    let fs = options.fileSystem
+    do {
+      try fs.createDirectory(directory)
+    } catch {
+      throw .io(error, while: "creating the data directory")
+    }
+    let lock: FileDescriptor
+    do {
+      lock = try fs.lockDirectory(directory)
+    } catch {
+      if error.errno == EWOULDBLOCK || error.errno == EAGAIN {
+        throw CouponStoreError(
+          code: .locked,
+          message: "the store in \(directory) is already open (by this or another process); "
+            + "close it first", path: directory, syscall: error.syscall, errno: error.errno)
+      }
+      throw .io(error, while: "locking the data directory")
+    }
+    do throws(CouponStoreError) {
+      try checkDirectoryContents(directory, fileSystem: fs)
+      var state = StoreState(requestWindow: options.requestIDWindow)
+      let report = try replayLog(directory: directory, options: options, into: &state)
+      let log: LogWriter
+      do {
+        log = try LogWriter(
+          fileSystem: fs, directory: directory, nextSequence: report.lastSequence + 1,
+          options: LogWriterOptions(
+            segmentBytesMax: options.segmentBytesMax, batchBytesMax: options.batchBytesMax))
+      } catch {
+        throw CouponStoreError.io(error, while: "starting a new log segment")
+      }
+      let writer = Writer(
+        engine: Engine(state: state, log: log),
+        limits: Writer.Limits(
+          batchRecordsMax: options.batchRecordsMax, batchBytesMax: options.batchBytesMax,
+          synchronous: options.durability == .synchronous),
+        clock: options.clock)
+      writer.start()
+      let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+      let summary = RecoverySummary(
+        recordsReplayed: report.recordsVisited, lastSequence: report.lastSequence,
+        tornTailBytesCut: report.tornTail?.bytesCut ?? 0,
+        salvagedBytesDropped: report.salvaged?.bytesDropped ?? 0, seconds: seconds)
+      return CouponStore(
+        directory: directory, recovery: summary, writer: writer, fileSystem: fs, lock: lock)
+    } catch {
+      fs.unlock(lock)
+      throw error
+    }
+  }
+
+  /// Stops accepting requests, waits until everything accepted is durable and answered, stops
+  /// the writer, and releases the directory. Calling it twice is harmless.
+  public func close() async throws(CouponStoreError) {
+    let first = closed.withLock { closed in
+      defer { closed = true }
+      return !closed
+    }
+    guard first else { return }
+    let reply = await writer.submit(.close)
+    writer.join()
+    fileSystem.unlock(lock)
+    if case .failure(let error) = reply, error.code != .closed { throw error }
+  }
+
+  // MARK: Campaigns
+
+  /// Creates a campaign. Durable when this returns.
+  ///
+  /// - Throws: ``CouponStoreError/Code/invalidArgument`` naming the field for a bad spec (negative
+  ///   stock, `endsAt` before `startsAt`, a pattern with fewer than 1,000 × stock combinations…),
+  ///   ``CouponStoreError/Code/campaignExists`` if the id is taken.
+  public func createCampaign(_ spec: CampaignSpec, requestID: String? = nil)
+    async throws(CouponStoreError) -> Campaign
+  {
+    try Validate.spec(spec)
+    let tag = try Validate.requestTag(requestID) { Validate.fingerprint(spec) }
+    switch try await send(.createCampaign(spec, tag)) {
+    case .campaign(let campaign): return campaign
+    default: preconditionFailure("unexpected reply to createCampaign")
+    }
+  }
+
+  /// The campaign with this id, or `nil`.
+  public func campaign(_ id: CampaignID) async throws(CouponStoreError) -> Campaign? {
+    try Validate.campaignID(id)
+    switch try await send(.read(.campaign(id))) {
+    case .optionalCampaign(let campaign): return campaign
+    default: preconditionFailure("unexpected reply to campaign(_:)")
+    }
+  }
+
+  /// Every campaign, in creation order.
+  public func campaigns() async throws(CouponStoreError) -> [Campaign] {
+    switch try await send(.read(.campaigns)) {
+    case .campaigns(let campaigns): return campaigns
+    default: preconditionFailure("unexpected reply to campaigns()")
+    }
+  }
+
+  // MARK: Claims
+
+  /// Claims one coupon of `campaign` for `user` (`nil`: anonymous issuance, only stock is
+  /// checked). Durable when this returns.
+  ///
+  /// Rejections are values: ``ClaimResult/soldOut``, ``ClaimResult/limitReached(existing:)``
+  /// (carrying the coupons the user holds, so a retry is harmless), ``ClaimResult/notStarted``,
+  /// ``ClaimResult/ended``, ``ClaimResult/campaignNotFound``. With a `requestID`, a retry returns
+  /// the first answer and changes nothing.
+  public func claim(campaign: CampaignID, user: String?, requestID: String? = nil)
+    async throws(CouponStoreError) -> ClaimResult
+  {
+    try Validate.campaignID(campaign)
+    try Validate.user(user)
+    let tag = try Validate.requestTag(requestID) { Self.claimFingerprint(campaign, user) }
+    switch try await send(.claim(campaign: campaign, user: user, tag)) {
+    case .claim(let result): return result
+    default: preconditionFailure("unexpected reply to claim")
+    }
+  }
+
+  /// Claims the named pool code for `user`. Outcomes besides those of
+  /// ``claim(campaign:user:requestID:)``: ``ClaimResult/codeNotFound``,
+  /// ``ClaimResult/codeTaken``. Durable when this returns.
+  public func claim(code: String, user: String?, requestID: String? = nil)
+    async throws(CouponStoreError) -> ClaimResult
+  {
+    try Validate.code(code)
+    try Validate.user(user)
+    let tag = try Validate.requestTag(requestID) {
+      var print = Fingerprint(kind: 3)
+      print.mix(code)
+      print.mix(user)
+      return print
+    }
+    switch try await send(.claimCode(code: code, user: user, tag)) {
+    case .claim(let result): return result
+    default: preconditionFailure("unexpected reply to claim(code:)")
+    }
+  }
+
+  /// Claims many coupons in one call (up to 100,000), decided in order; one result per request.
+  /// Durable when this returns.
+  public func claim(batch: [ClaimRequest]) async throws(CouponStoreError) -> [ClaimResult] {
+    guard batch.count <= Validate.batchClaimsMax else {
+      throw .invalid("batch", "a batch holds at most \(Validate.batchClaimsMax) claims")
+    }
+    var claims: [(campaign: String, user: String?, tag: RequestTag?)] = []
+    claims.reserveCapacity(batch.count)
+    for request in batch {
+      try Validate.campaignID(request.campaign)
+      try Validate.user(request.user)
+      let tag = try Validate.requestTag(request.requestID) {
+        Self.claimFingerprint(request.campaign, request.user)
+      }
+      claims.append((request.campaign, request.user, tag))
+    }
+    if claims.isEmpty { return [] }
+    switch try await send(.claimBatch(claims)) {
+    case .claims(let results): return results
+    default: preconditionFailure("unexpected reply to claim(batch:)")
+    }
+  }
+
+  // MARK: Reads
+
+  /// A page of `campaign`'s claims in issue order, starting after `cursor` (`nil`: from the
+  /// first). Returns `nil` if the campaign does not exist.
+  public func claims(of campaign: CampaignID, after cursor: ClaimCursor? = nil, limit: Int = 1000)
+    async throws(CouponStoreError) -> ClaimPage?
+  {
+    try Validate.campaignID(campaign)
+    guard (1...Validate.claimsPageMax).contains(limit) else {
+      throw .invalid("limit", "limit must be 1–\(Validate.claimsPageMax), got \(limit)")
+    }
+    let position = cursor?.position ?? 0
+    guard position >= 0 else { throw .invalid("cursor", "cursor position must be ≥ 0") }
+    switch try await send(.read(.claims(campaign: campaign, after: position, limit: limit))) {
+    case .page(let page): return page
+    default: preconditionFailure("unexpected reply to claims(of:)")
+    }
+  }
+
+  /// Every coupon `user` holds, oldest first.
+  public func coupons(of user: String) async throws(CouponStoreError) -> [Coupon] {
+    try Validate.user(user)
+    switch try await send(.read(.coupons(user: user))) {
+    case .coupons(let coupons): return coupons
+    default: preconditionFailure("unexpected reply to coupons(of:)")
+    }
+  }
+
+  /// The coupon with this code, or `nil`.
+  public func coupon(code: String) async throws(CouponStoreError) -> Coupon? {
+    guard CodeRules.shapeProblem(code) == nil else { return nil }
+    switch try await send(.read(.coupon(code: code))) {
+    case .coupon(let coupon): return coupon
+    default: preconditionFailure("unexpected reply to coupon(code:)")
+    }
+  }
+
+  /// Store-wide counters.
+  public func statistics() async throws(CouponStoreError) -> StoreStatistics {
+    switch try await send(.read(.statistics)) {
+    case .statistics(let statistics): return statistics
+    default: preconditionFailure("unexpected reply to statistics()")
+    }
+  }
+
+  // MARK: Plumbing
+
+  private func send(_ request: Request) async throws(CouponStoreError) -> Reply {
+    let reply = await writer.submit(request)
+    if case .failure(let error) = reply { throw error }
+    return reply
+  }
+
+  static func claimFingerprint(_ campaign: String, _ user: String?) -> Fingerprint {
+    var print = Fingerprint(kind: 2)
+    print.mix(campaign)
+    print.mix(user)
+    return print
+  }
+}
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif

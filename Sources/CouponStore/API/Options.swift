@@ -1,0 +1,80 @@
+@_exported import CouponLog
+import Foundation
+
+extension CouponStore {
+  /// When a write is acknowledged.
+  public enum Durability: Sendable, Hashable {
+    /// Acknowledge only after `fdatasync` made the write's batch durable (the default): an
+    /// acknowledged write survives a power loss.
+    case synchronous
+    /// Acknowledge after the write reached the operating system, without `fdatasync`: survives a
+    /// crash of the process but not of the machine. For tests and benchmarks that measure
+    /// everything but the disk; never for production.
+    case noSync
+  }
+
+  /// Settings of an open store. The defaults suit a production server.
+  public struct Options: Sendable {
+    /// When writes are acknowledged (default: after `fdatasync`).
+    public var durability: Durability = .synchronous
+    /// Most requests the writer decides per batch (bounds a batch's latency; default 16,384).
+    public var batchRecordsMax: Int = 16_384
+    /// Most bytes of encoded events per `pwrite` (default 4 MiB).
+    public var batchBytesMax: Int = 4 << 20
+    /// Log segment size at which a new segment file is started (default 64 MiB).
+    public var segmentBytesMax: Int = 64 << 20
+    /// How many request ids are remembered for idempotency, oldest forgotten first
+    /// (default 1,000,000; 0 disables idempotency).
+    public var requestIDWindow: Int = 1_000_000
+    /// On opening, cut the log at the first corrupt record instead of refusing to open. The
+    /// records after it are lost; ``CouponStore/recovery`` says how many bytes were dropped.
+    public var salvage: Bool = false
+    /// The clock the writer stamps events with (injectable for tests and simulation).
+    public var clock: @Sendable () -> Date = { Date() }
+    /// Every system call goes through this seam (injectable for fault-injection tests).
+    public var fileSystem: any FileSystem = RealFileSystem()
+    /// Called during ``CouponStore/open(directory:options:)`` with the recovery's progress.
+    public var openProgress: (@Sendable (OpenProgress) -> Void)?
+
+    /// The default options.
+    public init() {}
+
+    /// Checks every option; called by `open`.
+    func validate() throws(CouponStoreError) {
+      guard (1...1_000_000).contains(batchRecordsMax) else {
+        throw .invalid("batchRecordsMax", "batchRecordsMax must be 1–1,000,000")
+      }
+      guard (64 << 10...1 << 30).contains(batchBytesMax) else {
+        throw .invalid("batchBytesMax", "batchBytesMax must be 64 KiB–1 GiB")
+      }
+      guard (1 << 20...1 << 40).contains(segmentBytesMax) else {
+        throw .invalid("segmentBytesMax", "segmentBytesMax must be 1 MiB–1 TiB")
+      }
+      guard requestIDWindow >= 0 else {
+        throw .invalid("requestIDWindow", "requestIDWindow must be ≥ 0")
+      }
+    }
+  }
+
+  /// Progress of opening a store.
+  public struct OpenProgress: Sendable, Hashable {
+    /// Log bytes replayed so far.
+    public var bytesDone: Int64
+    /// Log bytes to replay in all.
+    public var bytesTotal: Int64
+  }
+
+  /// What recovery found when the store was opened.
+  public struct RecoverySummary: Sendable, Hashable {
+    /// Log records replayed.
+    public var recordsReplayed: Int
+    /// The last sequence number found.
+    public var lastSequence: UInt64
+    /// Bytes of a torn tail cut from the last segment (a crash mid-write); 0 if none.
+    public var tornTailBytesCut: Int64
+    /// With ``Options/salvage``: bytes dropped at and after the first corrupt record; 0 if none.
+    public var salvagedBytesDropped: Int64
+    /// Seconds spent opening.
+    public var seconds: Double
+  }
+}
