@@ -22,9 +22,23 @@ enum Validate {
     if bytes > bytesMax {
       throw .invalid(field, "\(field) must be at most \(bytesMax) bytes of UTF-8, got \(bytes)")
     }
-    if value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+    if containsControlCharacter(value) {
       throw .invalid(field, "\(field) must not contain control characters")
     }
+  }
+
+  /// Whether `text` holds a control character (Unicode general category Cc: U+0000–U+001F and
+  /// U+007F–U+009F). A scan of the UTF-8 bytes, because asking each scalar for its general
+  /// category costs more than the rest of a claim: Cc is exactly the bytes below 0x20, 0x7F, and
+  /// the two-byte sequences C2 80 – C2 9F.
+  static func containsControlCharacter(_ text: String) -> Bool {
+    var previous: UInt8 = 0
+    for byte in text.utf8 {
+      if byte < 0x20 || byte == 0x7F { return true }
+      if previous == 0xC2, (0x80...0x9F).contains(byte) { return true }
+      previous = byte
+    }
+    return false
   }
 
   static func user(_ user: String?) throws(CouponStoreError) {

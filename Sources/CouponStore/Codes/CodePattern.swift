@@ -126,9 +126,7 @@ enum CodeRules {
   static func shapeProblem(_ code: String) -> AddCodesResult.Reason? {
     if code.isEmpty { return .empty }
     if code.count > codeCharactersMax || code.utf8.count > codeBytesMax { return .tooLong }
-    if code.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
-      return .controlCharacter
-    }
+    if Validate.containsControlCharacter(code) { return .controlCharacter }
     return nil
   }
 }
@@ -136,21 +134,32 @@ enum CodeRules {
 extension Character {
   /// Control characters (and anything containing one) are refused in ids, names and codes.
   var isControlLike: Bool {
-    unicodeScalars.contains { $0.properties.generalCategory == .control }
+    Validate.containsControlCharacter(String(self))
   }
 }
 
 /// A code generator compiled from a pattern: each symbol pre-encoded as UTF-8, so generating a
 /// code is a few table lookups and byte copies on the writer thread.
 struct CodeGenerator {
-  private let symbols: [[UInt8]]
+  /// Every symbol's UTF-8 bytes back to back; symbol `i` is `symbolBytes[symbolStarts[i] ..<
+  /// symbolStarts[i + 1]]`. Flat arrays and not `[[UInt8]]`, so generating a code touches no
+  /// reference counts.
+  private let symbolBytes: [UInt8]
+  private let symbolStarts: [Int]
   private let prefix: [UInt8]
   private let separator: [UInt8]
   private let groupSize: Int
   private let length: Int
 
   init(_ pattern: CodePattern) {
-    symbols = pattern.alphabet.map { Array(String($0).utf8) }
+    var bytes: [UInt8] = []
+    var starts = [0]
+    for symbol in pattern.alphabet {
+      bytes.append(contentsOf: String(symbol).utf8)
+      starts.append(bytes.count)
+    }
+    symbolBytes = bytes
+    symbolStarts = starts
     prefix = Array(pattern.prefix.utf8)
     separator = Array(String(pattern.separator).utf8)
     groupSize = pattern.groupSize ?? Int.max
@@ -161,9 +170,13 @@ struct CodeGenerator {
   func generate(into bytes: inout [UInt8], random: inout SecureRandom) {
     bytes.removeAll(keepingCapacity: true)
     bytes.append(contentsOf: prefix)
+    let symbolCount = symbolStarts.count - 1
     for position in 0..<length {
       if position > 0, position % groupSize == 0 { bytes.append(contentsOf: separator) }
-      bytes.append(contentsOf: symbols[random.uniform(below: symbols.count)])
+      let symbol = random.uniform(below: symbolCount)
+      for index in symbolStarts[symbol]..<symbolStarts[symbol + 1] {
+        bytes.append(symbolBytes[index])
+      }
     }
   }
 }

@@ -13,6 +13,9 @@ struct StringTable {
   private var arena: [UInt8] = []
   /// `ends[id]` is the arena offset just past string `id`; it starts where `ends[id - 1]` ends.
   private var ends: [Int] = []
+  /// The low 32 bits of each string's hash: growing the table needs no rehashing, and a probe
+  /// compares bytes only when the hashes agree. 4 bytes an entry, well spent.
+  private var hashes: [UInt32] = []
   /// Open addressing with linear probing; `0` is empty, otherwise `id + 1`.
   private var slots: [UInt32]
   private var mask: Int
@@ -34,12 +37,17 @@ struct StringTable {
 
   /// The id of `bytes`, if present.
   func find(_ bytes: UnsafeRawBufferPointer) -> UInt32? {
-    var index = Self.hash(bytes) & mask
+    find(bytes, hash: Self.hash(bytes))
+  }
+
+  private func find(_ bytes: UnsafeRawBufferPointer, hash: Int) -> UInt32? {
+    let short = UInt32(truncatingIfNeeded: hash)
+    var index = Int(short) & mask
     while true {
       let slot = slots[index]
       if slot == 0 { return nil }
       let id = Int(slot - 1)
-      if equals(id, bytes) { return UInt32(id) }
+      if hashes[id] == short, equals(id, bytes) { return UInt32(id) }
       index = (index + 1) & mask
     }
   }
@@ -48,17 +56,25 @@ struct StringTable {
   mutating func insert(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
     precondition(count < Self.countMax, "string table full")
     if (count + 1) * 4 > slots.count * 3 { grow() }
+    return insert(bytes, hash: Self.hash(bytes))
+  }
+
+  private mutating func insert(_ bytes: UnsafeRawBufferPointer, hash: Int) -> UInt32 {
     let id = count
     arena.append(contentsOf: bytes)
     ends.append(arena.count)
-    place(id, hash: Self.hash(bytes))
+    hashes.append(UInt32(truncatingIfNeeded: hash))
+    place(id, hash: hash)
     return UInt32(id)
   }
 
   /// The id of `bytes`, inserting it if absent.
   mutating func intern(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-    if let id = find(bytes) { return id }
-    return insert(bytes)
+    let hash = Self.hash(bytes)
+    if let id = find(bytes, hash: hash) { return id }
+    precondition(count < Self.countMax, "string table full")
+    if (count + 1) * 4 > slots.count * 3 { grow() }
+    return insert(bytes, hash: hash)
   }
 
   /// Calls `body` with the bytes of string `id`.
@@ -78,7 +94,7 @@ struct StringTable {
   /// Approximate heap bytes held.
   var memoryBytes: Int {
     arena.capacity + ends.capacity * MemoryLayout<Int>.stride
-      + slots.capacity * MemoryLayout<UInt32>.stride
+      + hashes.capacity * MemoryLayout<UInt32>.stride + slots.capacity * MemoryLayout<UInt32>.stride
   }
 
   private func equals(_ id: Int, _ bytes: UnsafeRawBufferPointer) -> Bool {
@@ -91,7 +107,7 @@ struct StringTable {
   }
 
   private mutating func place(_ id: Int, hash: Int) {
-    var index = hash & mask
+    var index = Int(UInt32(truncatingIfNeeded: hash)) & mask
     while slots[index] != 0 { index = (index + 1) & mask }
     slots[index] = UInt32(id + 1)
   }
@@ -100,10 +116,8 @@ struct StringTable {
     let size = slots.count * 2
     slots = [UInt32](repeating: 0, count: size)
     mask = size - 1
-    for id in 0..<count {
-      let hash = withBytes(of: UInt32(id)) { Self.hash($0) }
-      place(id, hash: hash)
-    }
+    // Only the low 32 bits of each hash are kept; tables up to 2^32 slots need no more.
+    for id in 0..<count { place(id, hash: Int(hashes[id])) }
   }
 
   private static func hash(_ bytes: UnsafeRawBufferPointer) -> Int {

@@ -124,18 +124,18 @@ struct Engine {
     if let existingUser, state.held(by: existingUser, in: campaign) >= limit {
       return limitReached(user: existingUser, campaign: campaign, tag: tag, now: now)
     }
-    let campaignState = state.campaigns[Int(campaign)]
-    guard campaignState.issued < campaignState.stock else {
-      return reject(.soldOut, tag: tag, now: now)
-    }
-    guard state.coupons.count < StringTable.countMax else {
+    // Fields are read in place: copying the CampaignState would retain (and, on the next
+    // mutation, copy) its arrays.
+    guard state.campaigns[Int(campaign)].issued < state.campaigns[Int(campaign)].stock,
+      state.coupons.count < StringTable.countMax
+    else {
       return reject(.soldOut, tag: tag, now: now)
     }
     let userID = existingUser ?? user.map { state.internUser($0) }
     let coupon: UInt32
-    if campaignState.isPool {
-      let available = campaignState.available
-      coupon = available[random.uniform(below: available.count)]
+    if state.campaigns[Int(campaign)].isPool {
+      let availableCount = state.campaigns[Int(campaign)].available.count
+      coupon = state.campaigns[Int(campaign)].available[random.uniform(below: availableCount)]
       _ = log.append(type: EventType.poolClaimed.rawValue) { writer in
         EventCoder.encode(
           Event.poolClaimed(
