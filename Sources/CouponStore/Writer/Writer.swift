@@ -44,6 +44,9 @@ final class Writer: @unchecked Sendable {
     /// The newest segment written to: syncing it makes every written record durable, because a
     /// segment roll syncs the old segment before the first record goes to the new one.
     var segment: SegmentHandle
+    /// Whether the sync in flight was handed to the syncer thread (otherwise the writer is
+    /// performing it inline). Exactly one thread performs each sync.
+    var syncerOwnsSync = false
     var syncerStopping = false
   }
 
@@ -54,6 +57,10 @@ final class Writer: @unchecked Sendable {
   private let writerDone = DispatchSemaphore(value: 0)
   private let syncerDone = DispatchSemaphore(value: 0)
   private let limits: Limits
+  /// How many callers the last completed sync released (for adaptive group commit).
+  private let lastCompletedCount = Atomic<Int>(0)
+  /// How long the last sync took, in nanoseconds.
+  private let lastSyncNanos = Atomic<UInt64>(0)
   private let clock: @Sendable () -> Date
   private var engine: Engine
 
@@ -165,8 +172,17 @@ final class Writer: @unchecked Sendable {
     syncerWake.signal()
   }
 
-  /// Takes up to `batchRecordsMax` requests, sleeping while there are none.
+  /// Takes up to `batchRecordsMax` requests, sleeping while there are none, then gathers
+  /// stragglers if the batch would start a sync much smaller than the last one.
   private func takeBatch() -> [Envelope] {
+    var taken = takeAvailable(waiting: true)
+    gatherStragglers(into: &taken)
+    return taken
+  }
+
+  /// The requests queued now (at most `batchRecordsMax`); with `waiting`, sleeps until there is
+  /// at least one.
+  private func takeAvailable(waiting: Bool, timeout: DispatchTime = .distantFuture) -> [Envelope] {
     while true {
       let taken = queue.withLock { queue -> [Envelope]? in
         if queue.pending.isEmpty {
@@ -184,9 +200,35 @@ final class Writer: @unchecked Sendable {
         return taken
       }
       if let taken { return taken }
-      writerWake.wait()
+      if !waiting { return [] }
+      if writerWake.wait(timeout: timeout) == .timedOut { return [] }
     }
   }
+
+  /// Adaptive group commit. When a sync completes, its callers come back within microseconds
+  /// with their next requests; the first few would otherwise start a sync of their own and the
+  /// rest wait a whole sync for the next one, so batches alternate small and large and half the
+  /// syncs are wasted. If this batch would start a sync (none in flight) and holds fewer than
+  /// half the callers the last sync completed, wait for stragglers until it holds three
+  /// quarters of them, bounded by half the last sync's duration and by `gatherNanosMax`. A lone caller (the last sync completed one
+  /// request) never waits.
+  private func gatherStragglers(into taken: inout [Envelope]) {
+    let expected = lastCompletedCount.load(ordering: .relaxed)
+    guard taken.count * 2 < expected, taken.count < limits.batchRecordsMax else { return }
+    guard commit.withLock({ $0.machine.syncingThrough == nil }) else { return }
+    let delay = min(lastSyncNanos.load(ordering: .relaxed) / 2, Self.gatherNanosMax)
+    let deadline = DispatchTime(uptimeNanoseconds: DispatchTime.now().uptimeNanoseconds + delay)
+    while taken.count * 4 < expected * 3, taken.count < limits.batchRecordsMax,
+      DispatchTime.now() < deadline
+    {
+      let more = takeAvailable(waiting: true, timeout: deadline)
+      if more.isEmpty { break }
+      taken += more
+    }
+  }
+
+  /// Upper bound of the straggler wait (200 µs).
+  static let gatherNanosMax: UInt64 = 200_000
 
   /// Writes the batch to the OS and hands its completions to group commit.
   ///
@@ -216,33 +258,51 @@ final class Writer: @unchecked Sendable {
     perform(actions)
   }
 
+  /// Performs the sync just started, on the writer thread.
+  private func syncInline() {
+    perform(finishSync(commit.withLock { $0.segment }, bySyncer: false))
+  }
+
+  /// Syncs `segment` and reports the outcome to group commit.
+  ///
+  /// Durability point of every write path: this `fdatasync`. Callers are resumed only after it
+  /// returned success. A failure is never retried (fail-stop).
+  private func finishSync(_ segment: SegmentHandle, bySyncer: Bool) -> [GroupCommit<Completion>
+    .Action]
+  {
+    var syncError: CouponStoreError?
+    if limits.synchronous {
+      let started = DispatchTime.now().uptimeNanoseconds
+      do {
+        try segment.syncData()
+      } catch {
+        syncError = CouponStoreError.io(error, while: "syncing the log")
+      }
+      lastSyncNanos.store(DispatchTime.now().uptimeNanoseconds - started, ordering: .relaxed)
+    }
+    return commit.withLock { commit in
+      let actions =
+        syncError.map { commit.machine.syncFailed($0) } ?? commit.machine.syncSucceeded()
+      // A sync started by the syncer's own success report is the syncer's to perform.
+      commit.syncerOwnsSync = bySyncer && commit.machine.syncingThrough != nil
+      return actions
+    }
+  }
+
   // MARK: Syncer thread
 
   private func runSyncer() {
     while true {
       syncerWake.wait()
       while true {
-        let (segment, stopping, syncing) = commit.withLock { commit in
-          (commit.segment, commit.syncerStopping, commit.machine.syncingThrough != nil)
+        let (segment, stopping, owned) = commit.withLock { commit in
+          (commit.segment, commit.syncerStopping, commit.syncerOwnsSync)
         }
-        if !syncing {
+        if !owned {
           if stopping { return }
           break
         }
-        // Durability point of every write path: this fdatasync. Its callers are resumed below,
-        // only after it returned success. A failure is never retried (fail-stop).
-        var syncError: CouponStoreError?
-        if limits.synchronous {
-          do {
-            try segment.syncData()
-          } catch {
-            syncError = CouponStoreError.io(error, while: "syncing the log")
-          }
-        }
-        let actions = commit.withLock { commit in
-          if let syncError { return commit.machine.syncFailed(syncError) }
-          return commit.machine.syncSucceeded()
-        }
+        let actions = finishSync(segment, bySyncer: true)
         perform(actions, fromSyncer: true)
       }
     }
@@ -255,8 +315,18 @@ final class Writer: @unchecked Sendable {
       switch action {
       case .sync:
         // The syncer loops while a sync is in flight, so it only needs waking from the writer.
-        if !fromSyncer { syncerWake.signal() }
+        // A writer with nothing queued syncs inline instead: a lone caller then pays one thread
+        // hop less, and the writer had nothing else to do during that sync anyway.
+        if !fromSyncer {
+          if queue.withLock({ $0.pending.isEmpty }) {
+            syncInline()
+          } else {
+            commit.withLock { $0.syncerOwnsSync = true }
+            syncerWake.signal()
+          }
+        }
       case .complete(let completions):
+        lastCompletedCount.store(completions.count, ordering: .relaxed)
         for completion in completions {
           completion.continuation.resume(returning: completion.reply)
         }
