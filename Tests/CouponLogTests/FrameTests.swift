@@ -19,7 +19,7 @@ import Testing
     #expect(bytes.count == frameHeaderBytes + 3)
     #expect(Array(bytes[4..<8]) == [3, 0, 0, 0])  // payload length
     #expect(Array(bytes[8..<16]) == [9, 0, 0, 0, 0, 0, 0, 0])  // sequence
-    #expect(Array(bytes[16..<20]) == [3, 0, 0, 0])  // type, reserved
+    #expect(Array(bytes[16..<20]) == [3, 9, 0, 0])  // type, sync lag (nothing known durable)
     #expect(Array(bytes[20...]) == [1, 2, 3])
     var crc = CRC32C()
     crc.update(littleEndian: 0x1122_3344_5566_7788)
@@ -92,11 +92,15 @@ import Testing
       zeros.withUnsafeBytes { Frame.decode($0, at: 0, seed: seed, expectedSequence: nil) }
         == .invalid(.typeZero))
     zeros[16] = 1
-    zeros[18] = 1
     #expect(
       zeros.withUnsafeBytes { Frame.decode($0, at: 0, seed: seed, expectedSequence: nil) }
-        == .invalid(.reservedNotZero))
-    zeros[18] = 0
+        == .invalid(.syncLagInvalid(0)))
+    zeros[18] = 1  // a lag of 256 for sequence 0
+    #expect(
+      zeros.withUnsafeBytes { Frame.decode($0, at: 0, seed: seed, expectedSequence: nil) }
+        == .invalid(.syncLagInvalid(256)))
+    zeros[8] = 1
+    zeros[9] = 1  // sequence 257
     zeros[4] = 0xFF
     zeros[5] = 0xFF
     zeros[6] = 0xFF

@@ -221,9 +221,11 @@ import Testing
       let payload = [UInt8](repeating: UInt8(index), count: 300_000 + index * 101)
       let sequence = writer.append(type: 4) { $0.appendBytes(payload) }
       written.append(TestRecord(sequence: sequence, type: 4, payload: payload))
-      _ = try writer.flush()
+      if let flushed = try writer.flush() {
+        try flushed.segment.syncData()
+        writer.durableSequence = flushed.lastSequence
+      }
     }
-    try writer.currentSegment.syncData()
     return (directory, written)
   }
 
@@ -461,5 +463,54 @@ import Testing
       } catch is LogError {
       }
     }
+  }
+}
+
+/// A power loss may keep any subset of the pages written since the last sync. A lost unsynced
+/// frame followed by a surviving later unsynced frame is crash damage, not corruption.
+@Suite("Torn writes inside the unsynced tail")
+struct UnsyncedTailTests {
+  @Test func lostUnsyncedFrameFollowedBySurvivingUnsyncedFrameIsATornTail() throws {
+    let directory = try TestDirectory()
+    let writer = try LogWriter(
+      fileSystem: RealFileSystem(), directory: directory.path, nextSequence: 1,
+      options: LogWriterOptions())
+    for index in 0..<10 { _ = writer.append(type: 1) { $0.appendBytes(testPayload(index)) } }
+    let synced = try #require(try writer.flush())
+    try synced.segment.syncData()
+    writer.durableSequence = synced.lastSequence
+    // Two more batches, never synced; the first of them is then lost (zeroed) by the crash.
+    _ = writer.append(type: 1) { $0.appendBytes(testPayload(10)) }
+    _ = try writer.flush()
+    _ = writer.append(type: 1) { $0.appendBytes(testPayload(11)) }
+    _ = try writer.flush()
+    let path = try directory.segmentPaths()[0]
+    let offsets = try frameOffsets(path)
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+    try handle.seek(toOffset: UInt64(offsets[10]))
+    try handle.write(contentsOf: Data(repeating: 0, count: Int(offsets[11] - offsets[10])))
+    try handle.close()
+    let (report, records) = try recoverRecords(in: directory.path)
+    #expect(records.count == 10)
+    #expect(report.tornTail?.offset == offsets[10])
+  }
+
+  @Test func damagedSyncedFrameFollowedByALaterBatchIsCorruption() throws {
+    let directory = try TestDirectory()
+    let writer = try LogWriter(
+      fileSystem: RealFileSystem(), directory: directory.path, nextSequence: 1,
+      options: LogWriterOptions())
+    for index in 0..<10 { _ = writer.append(type: 1) { $0.appendBytes(testPayload(index)) } }
+    let synced = try #require(try writer.flush())
+    try synced.segment.syncData()
+    writer.durableSequence = synced.lastSequence
+    _ = writer.append(type: 1) { $0.appendBytes(testPayload(10)) }
+    _ = try writer.flush()
+    let path = try directory.segmentPaths()[0]
+    let offsets = try frameOffsets(path)
+    // Record 5 was synced, and record 11 says so: damage to it is corruption.
+    try flipBit(path, at: offsets[4] + 22)
+    let found = corruption { _ = try recoverRecords(in: directory.path) }
+    #expect(found?.path == path && found?.offset == offsets[4])
   }
 }

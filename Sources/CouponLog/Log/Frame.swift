@@ -10,7 +10,9 @@
 //          4      4  payloadLength  u32, 0 ... recordBytesMax (1 MiB)
 //          8      8  sequence       u64, consecutive across the whole log, never 0
 //         16      1  type           u8, chosen by the engine; 0 is invalid
-//         17      3  reserved       must be zero
+//         17      3  syncLag        u24: sequence minus the last sequence the writer knew to be
+//                                   durable when it wrote this frame; 1 ... sequence, saturated
+//                                   at 0xFFFFFF (= "unknown"); 0 is invalid
 //         20      n  payload        payloadLength bytes, opaque to the log
 //
 // Why each part is there:
@@ -25,6 +27,11 @@
 //   the header's firstSequence and every next frame the previous one plus one. A frame that
 //   verifies but carries the wrong sequence is as invalid as a torn one.
 // - The length is bounded, so a corrupt length can never make a reader allocate or skip gigabytes.
+// - The sync lag lets recovery tell a torn write from corruption when a valid frame follows an
+//   invalid one: a power loss may persist any subset of the pages written since the last sync,
+//   so an unsynced frame can be lost while a later unsynced frame survives. A later frame whose
+//   known-durable sequence (sequence − syncLag) reaches the invalid frame's sequence proves the
+//   invalid frame had been synced before: that is corruption. Otherwise it is crash damage.
 //
 // What a reader does with an invalid frame is the business of Recovery.swift: at the end of the
 // last segment it is a torn tail (cut), anywhere else it is corruption (refuse to open).
@@ -54,6 +61,8 @@ public enum Frame {
     public var sequence: UInt64
     /// The engine's record type (never 0).
     public var type: UInt8
+    /// The last sequence the writer knew to be durable when it wrote this frame (0: unknown).
+    public var durableSequence: UInt64
 
     /// Bytes of the whole frame, header included.
     public var frameBytes: Int { frameHeaderBytes + payloadLength }
@@ -63,8 +72,8 @@ public enum Frame {
   public enum Defect: Sendable, Equatable, CustomStringConvertible {
     /// The type byte is 0.
     case typeZero
-    /// One of the three reserved bytes is not 0.
-    case reservedNotZero
+    /// The sync lag is 0 or exceeds the sequence.
+    case syncLagInvalid(UInt32)
     /// The length field exceeds ``recordBytesMax``.
     case payloadTooLong(UInt32)
     /// The stored checksum does not match the frame's bytes under this segment's salt.
@@ -76,7 +85,7 @@ public enum Frame {
     public var description: String {
       switch self {
       case .typeZero: return "frame type is 0"
-      case .reservedNotZero: return "frame reserved bytes are not zero"
+      case .syncLagInvalid(let lag): return "frame sync lag \(lag) is invalid"
       case .payloadTooLong(let length):
         return "frame payload length \(length) exceeds recordBytesMax \(recordBytesMax)"
       case .checksumMismatch(let stored, let computed):
@@ -98,6 +107,9 @@ public enum Frame {
     case invalid(Defect)
   }
 
+  /// The saturated sync lag, meaning "the durable sequence is unknown".
+  public static let syncLagUnknown: UInt32 = 0xFF_FFFF
+
   /// The checksum state after a segment's salt: every frame checksum of the segment continues
   /// from a copy of it.
   public static func checksumSeed(salt: UInt64) -> CRC32C {
@@ -115,17 +127,17 @@ public enum Frame {
   @discardableResult
   public static func append(
     to writer: inout ByteWriter, sequence: UInt64, type: UInt8, seed: CRC32C,
-    payload: (inout ByteWriter) -> Void
+    durableSequence: UInt64 = 0, payload: (inout ByteWriter) -> Void
   ) -> Int {
     precondition(type != 0, "frame type 0 is reserved as invalid")
     precondition(sequence != 0, "frame sequence 0 is reserved as invalid")
+    precondition(durableSequence < sequence, "a frame cannot be durable before it is written")
+    let lag = UInt32(min(sequence - durableSequence, UInt64(syncLagUnknown)))
     let start = writer.count
     writer.append(UInt32(0))  // checksum, patched below
     writer.append(UInt32(0))  // payload length, patched below
     writer.append(sequence)
-    writer.append(type)
-    writer.append(UInt8(0))
-    writer.append(UInt16(0))
+    writer.append(UInt32(type) | lag << 8)
     payload(&writer)
     let end = writer.count
     precondition(end >= start + frameHeaderBytes, "a payload closure may only append bytes")
@@ -187,7 +199,7 @@ public enum Frame {
     return .valid(
       Header(
         checksum: fields.checksum, payloadLength: Int(fields.payloadLength),
-        sequence: fields.sequence, type: fields.type))
+        sequence: fields.sequence, type: fields.type, durableSequence: fields.durableSequence))
   }
 
   /// The raw header fields at an offset, before any verification.
@@ -196,7 +208,7 @@ public enum Frame {
     var payloadLength: UInt32
     var sequence: UInt64
     var type: UInt8
-    var reserved: UInt32
+    var syncLag: UInt32
 
     /// Reads the 20 header bytes at `offset`; the caller has checked they are present.
     @inline(__always)
@@ -209,14 +221,19 @@ public enum Frame {
       let last = UInt32(
         littleEndian: buffer.loadUnaligned(fromByteOffset: offset + 16, as: UInt32.self))
       type = UInt8(truncatingIfNeeded: last)
-      reserved = last >> 8
+      syncLag = last >> 8
+    }
+
+    /// The sequence the writer knew durable when writing the frame; 0 when unknown.
+    var durableSequence: UInt64 {
+      syncLag == syncLagUnknown || UInt64(syncLag) > sequence ? 0 : sequence - UInt64(syncLag)
     }
 
     /// The first defect that needs no checksum to see, if any.
     @inline(__always)
     var shapeDefect: Defect? {
       if type == 0 { return .typeZero }
-      if reserved != 0 { return .reservedNotZero }
+      if syncLag == 0 || UInt64(syncLag) > sequence { return .syncLagInvalid(syncLag) }
       if payloadLength > UInt32(recordBytesMax) { return .payloadTooLong(payloadLength) }
       return nil
     }

@@ -58,6 +58,10 @@ public final class LogWriter {
 
   /// The sequence number the next appended record gets.
   public private(set) var nextSequence: UInt64
+  /// The last sequence known to be durable, as the engine last reported it. Every frame records
+  /// how far behind it was written (its sync lag), so that recovery can tell a record lost with
+  /// an unsynced batch from a record damaged after it was synced (see Frame.swift).
+  public var durableSequence: UInt64 = 0
   /// The segment the next flush writes to.
   public private(set) var currentSegment: SegmentHandle
   /// How many segment files this writer created, the first one included.
@@ -139,7 +143,9 @@ public final class LogWriter {
   public func append(type: UInt8, _ encode: (inout ByteWriter) -> Void) -> UInt64 {
     let sequence = nextSequence
     precondition(sequence != UInt64.max, "log sequence numbers exhausted")
-    Frame.append(to: &batch, sequence: sequence, type: type, seed: seed, payload: encode)
+    Frame.append(
+      to: &batch, sequence: sequence, type: type, seed: seed,
+      durableSequence: min(durableSequence, sequence - 1), payload: encode)
     nextSequence = sequence + 1
     return sequence
   }

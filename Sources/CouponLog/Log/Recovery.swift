@@ -478,8 +478,11 @@ struct LogScan {
     }
   }
 
-  /// The first frame at or after `start` that verifies under `seed` with a sequence above
-  /// `lastGood`, if any: the byte-by-byte search that tells corruption from a torn tail.
+  /// The first frame at or after `start` that verifies under `seed`, has a sequence above
+  /// `lastGood`, and was written when sequence `lastGood + 1` was already durable, if any: the
+  /// byte-by-byte search that tells corruption from a torn tail. Valid frames written before
+  /// that (survivors of an unsynced batch whose earlier pages were lost) do not count: their
+  /// presence after a crash is normal.
   mutating func laterValidFrame(
     from start: Int64, above lastGood: UInt64, seed: CRC32C, path: String
   ) throws(LogError) -> (offset: Int64, sequence: UInt64)? {
@@ -494,7 +497,8 @@ struct LogScan {
         position + frameBytes <= fileBytes,
         try load(position, Int(frameBytes), path: path),
         case .valid(let frame) = Frame.decode(
-          window, at: Int(position - windowStart), seed: seed, expectedSequence: nil)
+          window, at: Int(position - windowStart), seed: seed, expectedSequence: nil),
+        frame.durableSequence > lastGood
       {
         return (position, frame.sequence)
       }

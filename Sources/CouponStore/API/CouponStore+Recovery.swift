@@ -32,6 +32,27 @@ extension CouponStore {
     }
   }
 
+  /// Syncs the last recovered segment before anything new is written.
+  ///
+  /// After a crash of the process (not of the machine) the records written since the last sync
+  /// are still in the page cache: recovery reads and replays them, and new requests are decided
+  /// against them. They must be durable before any new record is acknowledged, or a later power
+  /// loss could drop them while keeping newer records that depend on them. Older segments were
+  /// synced when the log rolled past them.
+  static func makeRecoveredLogDurable(_ report: RecoveryReport, fileSystem: any FileSystem)
+    throws(CouponStoreError)
+  {
+    guard let last = report.segments.last else { return }
+    do {
+      let fd = try fileSystem.openFile(last, options: .readWrite)
+      defer { fileSystem.close(fd) }
+      // Durability point: every recovered record is durable once this returns.
+      try fileSystem.syncData(fd)
+    } catch {
+      throw .io(error, while: "syncing the recovered log")
+    }
+  }
+
   /// Replays every log record into `state`.
   static func replayLog(
     directory: String, options: Options, readOnly: Bool = false, into state: inout StoreState

@@ -81,6 +81,7 @@ public final class CouponStore: Sendable {
       try checkDirectoryContents(directory, fileSystem: fs)
       var state = StoreState(requestWindow: options.requestIDWindow)
       let report = try replayLog(directory: directory, options: options, into: &state)
+      try makeRecoveredLogDurable(report, fileSystem: fs)
       let log: LogWriter
       do {
         log = try LogWriter(
@@ -90,6 +91,7 @@ public final class CouponStore: Sendable {
       } catch {
         throw CouponStoreError.io(error, while: "starting a new log segment")
       }
+      log.durableSequence = report.lastSequence
       let writer = Writer(
         engine: Engine(state: state, log: log),
         limits: Writer.Limits(

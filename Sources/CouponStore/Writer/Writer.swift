@@ -240,10 +240,14 @@ final class Writer: @unchecked Sendable {
       let flushed = try engine.log.flush()
       let through = engine.lastAppended
       let segment = flushed?.segment
-      actions = commit.withLock { commit in
+      let durable: UInt64
+      (actions, durable) = commit.withLock { commit in
         if let segment { commit.segment = segment }
-        return commit.machine.submit(completions, through: through, writtenThrough: through)
+        let actions = commit.machine.submit(
+          completions, through: through, writtenThrough: through)
+        return (actions, commit.machine.durableSequence)
       }
+      engine.log.durableSequence = durable
     } catch {
       let storeError = CouponStoreError.io(error, while: "writing the log")
       actions = commit.withLock { commit in

@@ -39,9 +39,14 @@ func writeRecords(
     written.append(TestRecord(sequence: sequence, type: type, payload: payload))
     if (index + 1) % batch == 0, let flushed = try writer.flush() {
       try flushed.segment.syncData()
+      // As the engine does: later frames record that these are durable.
+      writer.durableSequence = flushed.lastSequence
     }
   }
-  if let flushed = try writer.flush() { try flushed.segment.syncData() }
+  if let flushed = try writer.flush() {
+    try flushed.segment.syncData()
+    writer.durableSequence = flushed.lastSequence
+  }
   return written
 }
 
