@@ -470,8 +470,8 @@ import Testing
 /// frame followed by a surviving later unsynced frame is crash damage, not corruption.
 @Suite("Torn writes inside the unsynced tail")
 struct UnsyncedTailTests {
-  @Test func lostUnsyncedFrameFollowedBySurvivingUnsyncedFrameIsATornTail() throws {
-    let directory = try TestDirectory()
+  /// A writer that has written ten records and synced them, as the engine does.
+  static func writerWithTenSyncedRecords(_ directory: TestDirectory) throws -> LogWriter {
     let writer = try LogWriter(
       fileSystem: RealFileSystem(), directory: directory.path, nextSequence: 1,
       options: LogWriterOptions())
@@ -479,6 +479,12 @@ struct UnsyncedTailTests {
     let synced = try #require(try writer.flush())
     try synced.segment.syncData()
     writer.durableSequence = synced.lastSequence
+    return writer
+  }
+
+  @Test func lostUnsyncedFrameFollowedBySurvivingUnsyncedFrameIsATornTail() throws {
+    let directory = try TestDirectory()
+    let writer = try Self.writerWithTenSyncedRecords(directory)
     // Two more batches, never synced; the first of them is then lost (zeroed) by the crash.
     _ = writer.append(type: 1) { $0.appendBytes(testPayload(10)) }
     _ = try writer.flush()
@@ -497,13 +503,7 @@ struct UnsyncedTailTests {
 
   @Test func damagedSyncedFrameFollowedByALaterBatchIsCorruption() throws {
     let directory = try TestDirectory()
-    let writer = try LogWriter(
-      fileSystem: RealFileSystem(), directory: directory.path, nextSequence: 1,
-      options: LogWriterOptions())
-    for index in 0..<10 { _ = writer.append(type: 1) { $0.appendBytes(testPayload(index)) } }
-    let synced = try #require(try writer.flush())
-    try synced.segment.syncData()
-    writer.durableSequence = synced.lastSequence
+    let writer = try Self.writerWithTenSyncedRecords(directory)
     _ = writer.append(type: 1) { $0.appendBytes(testPayload(10)) }
     _ = try writer.flush()
     let path = try directory.segmentPaths()[0]
