@@ -62,7 +62,7 @@ extension StoreState {
       if !userBytes.isEmpty {
         let id = users.intern(userBytes)
         if Int(id) == userHeads.count { userHeads.append(CouponRecord.none) }
-        guard held(by: id, in: index) < campaigns[Int(index)].record.perUserLimit else {
+        guard held(by: id, in: index) < campaigns[Int(index)].perUserLimit else {
           throw ReplayError(reason: "claim beyond the per-user limit")
         }
         user = id
@@ -123,7 +123,7 @@ extension StoreState {
       var userID: UInt32?
       if let user {
         let id = internUser(user)
-        guard held(by: id, in: campaign) < campaigns[Int(campaign)].record.perUserLimit else {
+        guard held(by: id, in: campaign) < campaigns[Int(campaign)].perUserLimit else {
           throw ReplayError(reason: "pool claim beyond the per-user limit")
         }
         userID = id

@@ -48,11 +48,30 @@ struct CampaignState {
   /// Compiled generator for generated campaigns.
   var generator: CodeGenerator?
 
-  var issued: Int { issueOrder.count }
-  var isPool: Bool {
-    if case .generated = record.codes { return false }
-    return true
+  /// Copies of the record's fields the claim path reads, as plain values: reading them through
+  /// `record` would copy the record (retaining its strings and pattern) on every claim.
+  let isPool: Bool
+  let perUserLimit: Int
+  let startsAt: Int64
+  let endsAt: Int64
+
+  init(record: CampaignRecord) {
+    self.record = record
+    self.stock = record.stock
+    if case .generated(let pattern) = record.codes {
+      isPool = false
+      generator = CodeGenerator(pattern)
+    } else {
+      // The pool fills through codesAdded events (pregenerated codes are logged as an upload).
+      isPool = true
+      stock = 0
+    }
+    perUserLimit = record.perUserLimit
+    startsAt = record.startsAt
+    endsAt = record.endsAt ?? Int64.max
   }
+
+  var issued: Int { issueOrder.count }
 }
 
 /// What a request id's first answer was, in a form replay can rebuild.
@@ -109,6 +128,15 @@ struct StoreState {
     user.withUTF8Bytes { users.find($0) }
   }
 
+  /// The id of `user` and the hash it was looked up with (to insert it later without hashing
+  /// it again).
+  func lookUpUser(_ user: String) -> (id: UInt32?, hash: UInt32) {
+    user.withUTF8Bytes { bytes in
+      let hash = StringTable.hash(bytes)
+      return (users.find(bytes, hash: hash), hash)
+    }
+  }
+
   /// How many coupons of `campaign` user `user` holds.
   func held(by user: UInt32, in campaign: UInt32) -> Int {
     var count = 0
@@ -136,24 +164,17 @@ struct StoreState {
   mutating func applyCampaignCreated(_ record: CampaignRecord) -> UInt32 {
     precondition(campaignIndex[record.id] == nil, "campaign \(record.id) created twice")
     let index = UInt32(campaigns.count)
-    var state = CampaignState(record: record, stock: record.stock)
-    switch record.codes {
-    case .generated(let pattern):
-      state.generator = CodeGenerator(pattern)
-    case .pool, .pregenerated:
-      // The pool fills through codesAdded events (pregenerated codes are logged as an upload).
-      state.stock = 0
-    }
-    campaigns.append(state)
+    campaigns.append(CampaignState(record: record))
     campaignIndex[record.id] = index
     return index
   }
 
   /// Issues a new coupon with a freshly generated `code` (which must be unused) to `user`.
   mutating func applyClaimed(
-    campaign: UInt32, user: UInt32?, code: UnsafeRawBufferPointer, time: Int64
+    campaign: UInt32, user: UInt32?, code: UnsafeRawBufferPointer, codeHash: UInt32? = nil,
+    time: Int64
   ) -> UInt32 {
-    let coupon = codes.insert(code)
+    let coupon = codes.insert(code, hash: codeHash ?? StringTable.hash(code))
     precondition(Int(coupon) == coupons.count, "code table and coupons out of step")
     coupons.append(
       CouponRecord(
@@ -218,6 +239,13 @@ struct StoreState {
 
   mutating func internUser(_ user: String) -> UInt32 {
     let id = user.withUTF8Bytes { users.intern($0) }
+    if Int(id) == userHeads.count { userHeads.append(CouponRecord.none) }
+    return id
+  }
+
+  /// Adds a user known to be absent, whose hash is `hash`.
+  mutating func insertUser(_ user: String, hash: UInt32) -> UInt32 {
+    let id = user.withUTF8Bytes { users.insert($0, hash: hash) }
     if Int(id) == userHeads.count { userHeads.append(CouponRecord.none) }
     return id
   }

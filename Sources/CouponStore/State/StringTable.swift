@@ -3,9 +3,12 @@
 ///
 /// Why not `Dictionary<String, UInt32>` plus `[String]`: a flash sale holds millions of codes and
 /// users, and a `String` of more than 15 UTF-8 bytes is a separate heap object (32+ bytes of
-/// header) stored twice (key and array). Here an entry costs its bytes, one offset and two table
-/// slots. Hashing uses the standard library's per-process seeded hasher, so ids chosen by
-/// attackers cannot force collisions.
+/// header) stored twice (key and array). Here an entry costs its bytes, one offset and one 8-byte
+/// slot at a load factor of ⅜–¾. Each slot holds the id and 32 bits of the string's hash, so a
+/// probe touches the arena only when the hashes agree, and the table grows without rehashing
+/// any string: with millions of entries every extra memory access is a cache miss, and these
+/// lookups are most of a claim's cost. Hashing uses the standard library's per-process seeded
+/// hasher, so ids chosen by attackers cannot force collisions.
 ///
 /// Owned by the writer thread, like all business state.
 struct StringTable {
@@ -13,12 +16,11 @@ struct StringTable {
   private var arena: [UInt8] = []
   /// `ends[id]` is the arena offset just past string `id`; it starts where `ends[id - 1]` ends.
   private var ends: [Int] = []
-  /// The low 32 bits of each string's hash: growing the table needs no rehashing, and a probe
-  /// compares bytes only when the hashes agree. 4 bytes an entry, well spent.
-  private var hashes: [UInt32] = []
-  /// Open addressing with linear probing; `0` is empty, otherwise `id + 1`.
-  private var slots: [UInt32]
-  private var mask: Int
+  /// Open addressing with linear probing. `0` is empty; otherwise the high 32 bits are the
+  /// string's tag (the high half of its hash) and the low 32 bits are `id + 1`. A slot's home
+  /// index is the top bits of the tag.
+  private var slots: [UInt64]
+  private var shift: Int
 
   /// The number of distinct strings.
   var count: Int { ends.count }
@@ -29,10 +31,18 @@ struct StringTable {
   static let countMax = Int(UInt32.max - 1)
 
   init(capacity: Int = 16) {
-    var size = 16
-    while size < capacity * 2 { size <<= 1 }
-    slots = [UInt32](repeating: 0, count: size)
-    mask = size - 1
+    var bits = 4
+    while (1 << bits) < capacity * 2 { bits += 1 }
+    slots = [UInt64](repeating: 0, count: 1 << bits)
+    shift = 32 - bits
+  }
+
+  /// The hash of `bytes`, to pass to the `hash:` variants when one string is looked up and then
+  /// inserted.
+  static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+    var hasher = Hasher()
+    hasher.combine(bytes: bytes)
+    return UInt32(truncatingIfNeeded: UInt64(bitPattern: Int64(hasher.finalize())) >> 32)
   }
 
   /// The id of `bytes`, if present.
@@ -40,31 +50,34 @@ struct StringTable {
     find(bytes, hash: Self.hash(bytes))
   }
 
-  private func find(_ bytes: UnsafeRawBufferPointer, hash: Int) -> UInt32? {
-    let short = UInt32(truncatingIfNeeded: hash)
-    var index = Int(short) & mask
+  /// The id of `bytes`, whose ``hash(_:)`` is `hash`, if present.
+  func find(_ bytes: UnsafeRawBufferPointer, hash: UInt32) -> UInt32? {
+    let mask = slots.count - 1
+    var index = Int(hash >> shift)
     while true {
       let slot = slots[index]
       if slot == 0 { return nil }
-      let id = Int(slot - 1)
-      if hashes[id] == short, equals(id, bytes) { return UInt32(id) }
+      if UInt32(truncatingIfNeeded: slot >> 32) == hash {
+        let id = Int(UInt32(truncatingIfNeeded: slot) - 1)
+        if equals(id, bytes) { return UInt32(id) }
+      }
       index = (index + 1) & mask
     }
   }
 
   /// Adds `bytes`, which must not be present, and returns its new id.
   mutating func insert(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-    precondition(count < Self.countMax, "string table full")
-    if (count + 1) * 4 > slots.count * 3 { grow() }
-    return insert(bytes, hash: Self.hash(bytes))
+    insert(bytes, hash: Self.hash(bytes))
   }
 
-  private mutating func insert(_ bytes: UnsafeRawBufferPointer, hash: Int) -> UInt32 {
+  /// Adds `bytes`, whose ``hash(_:)`` is `hash` and which must not be present.
+  mutating func insert(_ bytes: UnsafeRawBufferPointer, hash: UInt32) -> UInt32 {
+    precondition(count < Self.countMax, "string table full")
+    if (count + 1) * 4 > slots.count * 3 { grow() }
     let id = count
     arena.append(contentsOf: bytes)
     ends.append(arena.count)
-    hashes.append(UInt32(truncatingIfNeeded: hash))
-    place(id, hash: hash)
+    place(UInt64(hash) << 32 | UInt64(id + 1))
     return UInt32(id)
   }
 
@@ -72,8 +85,6 @@ struct StringTable {
   mutating func intern(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
     let hash = Self.hash(bytes)
     if let id = find(bytes, hash: hash) { return id }
-    precondition(count < Self.countMax, "string table full")
-    if (count + 1) * 4 > slots.count * 3 { grow() }
     return insert(bytes, hash: hash)
   }
 
@@ -94,7 +105,7 @@ struct StringTable {
   /// Approximate heap bytes held.
   var memoryBytes: Int {
     arena.capacity + ends.capacity * MemoryLayout<Int>.stride
-      + hashes.capacity * MemoryLayout<UInt32>.stride + slots.capacity * MemoryLayout<UInt32>.stride
+      + slots.capacity * MemoryLayout<UInt64>.stride
   }
 
   private func equals(_ id: Int, _ bytes: UnsafeRawBufferPointer) -> Bool {
@@ -106,24 +117,19 @@ struct StringTable {
     }
   }
 
-  private mutating func place(_ id: Int, hash: Int) {
-    var index = Int(UInt32(truncatingIfNeeded: hash)) & mask
+  private mutating func place(_ slot: UInt64) {
+    let mask = slots.count - 1
+    var index = Int(UInt32(truncatingIfNeeded: slot >> 32) >> shift)
     while slots[index] != 0 { index = (index + 1) & mask }
-    slots[index] = UInt32(id + 1)
+    slots[index] = slot
   }
 
   private mutating func grow() {
-    let size = slots.count * 2
-    slots = [UInt32](repeating: 0, count: size)
-    mask = size - 1
-    // Only the low 32 bits of each hash are kept; tables up to 2^32 slots need no more.
-    for id in 0..<count { place(id, hash: Int(hashes[id])) }
-  }
-
-  private static func hash(_ bytes: UnsafeRawBufferPointer) -> Int {
-    var hasher = Hasher()
-    hasher.combine(bytes: bytes)
-    return hasher.finalize()
+    precondition(shift > 0, "string table cannot grow past 2^32 slots")
+    let old = slots
+    slots = [UInt64](repeating: 0, count: old.count * 2)
+    shift -= 1
+    for slot in old where slot != 0 { place(slot) }
   }
 }
 

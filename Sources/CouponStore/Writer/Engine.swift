@@ -21,6 +21,10 @@ struct Engine {
   /// Reused scratch buffer for generated codes.
   private var codeScratch: [UInt8] = []
 
+  /// The last campaign id looked up, and its index: a flash sale (and every batch) claims from
+  /// one campaign over and over, and comparing two equal strings is cheaper than hashing one.
+  private var lastCampaign: (id: String, index: UInt32)?
+
   /// How many times a generated code may collide before the claim gives up.
   static let codeAttemptsMax = 64
 
@@ -113,14 +117,15 @@ struct Engine {
     if let tag, let remembered = state.requests[tag.id] {
       return rememberedClaim(remembered, tag: tag, campaign: campaignID, user: user)
     }
-    guard let campaign = state.campaignID(campaignID) else {
+    guard let campaign = cachedCampaignID(campaignID) else {
       return reject(.campaignNotFound, tag: tag, now: now)
     }
     if let window = windowRejection(campaign, now: now) {
       return reject(window, tag: tag, now: now)
     }
-    let existingUser = user.flatMap { state.userID($0) }
-    let limit = state.campaigns[Int(campaign)].record.perUserLimit
+    let lookedUp = user.map { state.lookUpUser($0) }
+    let existingUser = lookedUp?.id
+    let limit = state.campaigns[Int(campaign)].perUserLimit
     if let existingUser, state.held(by: existingUser, in: campaign) >= limit {
       return limitReached(user: existingUser, campaign: campaign, tag: tag, now: now)
     }
@@ -131,7 +136,10 @@ struct Engine {
     else {
       return reject(.soldOut, tag: tag, now: now)
     }
-    let userID = existingUser ?? user.map { state.internUser($0) }
+    var userID = existingUser
+    if let user, userID == nil, let lookedUp {
+      userID = state.insertUser(user, hash: lookedUp.hash)
+    }
     let coupon: UInt32
     if state.campaigns[Int(campaign)].isPool {
       let availableCount = state.campaigns[Int(campaign)].available.count
@@ -144,7 +152,7 @@ struct Engine {
       }
       state.applyPoolClaimed(coupon: coupon, user: userID, time: now)
     } else {
-      guard generateUnusedCode(campaign) else {
+      guard let codeHash = generateUnusedCode(campaign) else {
         // Unreachable for a pattern with ≥ 1,000 × stock combinations unless many campaigns
         // share one small pattern; refuse rather than loop forever.
         return reject(.soldOut, tag: tag, now: now)
@@ -155,7 +163,8 @@ struct Engine {
           into: &writer)
       }
       coupon = codeScratch.withUnsafeBytes {
-        state.applyClaimed(campaign: campaign, user: userID, code: $0, time: now)
+        state.applyClaimed(
+          campaign: campaign, user: userID, code: $0, codeHash: codeHash, time: now)
       }
     }
     if let tag { state.remember(tag, .claimed(coupon)) }
@@ -188,7 +197,7 @@ struct Engine {
       }
       return reject(.codeTaken, tag: tag, now: now)
     }
-    let limit = state.campaigns[Int(campaign)].record.perUserLimit
+    let limit = state.campaigns[Int(campaign)].perUserLimit
     if let existingUser, state.held(by: existingUser, in: campaign) >= limit {
       return limitReached(user: existingUser, campaign: campaign, tag: tag, now: now)
     }
@@ -203,10 +212,16 @@ struct Engine {
     return .claimed(state.coupon(coupon))
   }
 
+  private mutating func cachedCampaignID(_ id: String) -> UInt32? {
+    if let lastCampaign, lastCampaign.id == id { return lastCampaign.index }
+    guard let index = state.campaignID(id) else { return nil }
+    lastCampaign = (id, index)
+    return index
+  }
+
   private func windowRejection(_ campaign: UInt32, now: Int64) -> ClaimResult? {
-    let record = state.campaigns[Int(campaign)].record
-    if now < record.startsAt { return .notStarted }
-    if let endsAt = record.endsAt, now > endsAt { return .ended }
+    if now < state.campaigns[Int(campaign)].startsAt { return .notStarted }
+    if now > state.campaigns[Int(campaign)].endsAt { return .ended }
     return nil
   }
 
@@ -260,15 +275,19 @@ struct Engine {
     }
   }
 
-  /// Fills `codeScratch` with a code of the campaign's pattern that no coupon in the store has.
-  private mutating func generateUnusedCode(_ campaign: UInt32) -> Bool {
-    guard let generator = state.campaigns[Int(campaign)].generator else { return false }
+  /// Fills `codeScratch` with a code of the campaign's pattern that no coupon in the store has,
+  /// and returns its hash (for the insertion that follows), or `nil` after too many collisions.
+  private mutating func generateUnusedCode(_ campaign: UInt32) -> UInt32? {
+    guard let generator = state.campaigns[Int(campaign)].generator else { return nil }
     for _ in 0..<Self.codeAttemptsMax {
       generator.generate(into: &codeScratch, random: &random)
-      let taken = codeScratch.withUnsafeBytes { state.codes.find($0) != nil }
-      if !taken { return true }
+      let unused = codeScratch.withUnsafeBytes { bytes -> UInt32? in
+        let hash = StringTable.hash(bytes)
+        return state.codes.find(bytes, hash: hash) == nil ? hash : nil
+      }
+      if let unused { return unused }
     }
-    return false
+    return nil
   }
 
   /// The error for a request id already used by a different request, if it was.
