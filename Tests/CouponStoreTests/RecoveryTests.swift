@@ -100,6 +100,21 @@ struct RecoveryTests {
     }
   }
 
+  @Test func storeReleasedWithoutCloseReleasesTheDirectoryAndKeepsItsClaims() async throws {
+    let path = temporaryStorePath()
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    var code: String?
+    do {
+      let store = try await CouponStore.open(directory: path)
+      _ = try await store.createCampaign(CampaignSpec(id: "c", name: "c", stock: 3))
+      code = try await store.claim(campaign: "c", user: "u").coupon?.code
+    }
+    // The store above is gone without close(): its deinit stopped the threads and unlocked.
+    let reopened = try await CouponStore.open(directory: path)
+    #expect(try await reopened.coupon(code: try #require(code))?.user == "u")
+    try await reopened.close()
+  }
+
   @Test func unrecognizedFileInTheDirectoryIsRefused() async throws {
     let path = temporaryStorePath()
     defer { try? FileManager.default.removeItem(atPath: path) }

@@ -44,6 +44,19 @@ public final class CouponStore: Sendable {
     self.lock = lock
   }
 
+  /// A store released without ``close()`` stops its threads and releases the directory here;
+  /// everything it acknowledged was already durable.
+  deinit {
+    let wasOpen = closed.withLock { closed in
+      defer { closed = true }
+      return !closed
+    }
+    if wasOpen {
+      writer.shutdown()
+      fileSystem.unlock(lock)
+    }
+  }
+
   // MARK: Opening and closing
 
   /// Opens (creating if needed) the store in `directory`, recovering its state from disk.

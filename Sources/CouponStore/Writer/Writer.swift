@@ -112,6 +112,22 @@ final class Writer: @unchecked Sendable {
     syncerDone.wait()
   }
 
+  /// Stops the threads of a store that was released without `close()`: refuses new requests,
+  /// lets the writer finish (everything it wrote is synced by the syncer before it exits), and
+  /// waits for both threads. A no-op after `close()`.
+  func shutdown() {
+    let (wasClosed, wake) = queue.withLock { queue -> (Bool, Bool) in
+      defer {
+        queue.closed = true
+        queue.writerSleeping = false
+      }
+      return (queue.closed, queue.writerSleeping)
+    }
+    if wasClosed { return }
+    if wake { writerWake.signal() }
+    join()
+  }
+
   /// The error that stopped the store, if any.
   var failure: (any Error)? { commit.withLock { $0.machine.failure } }
 
@@ -121,6 +137,11 @@ final class Writer: @unchecked Sendable {
     var completions: [Completion] = []
     while true {
       let batch = takeBatch()
+      if batch.isEmpty {
+        // Only when `shutdown()` closed an idle queue.
+        finishClosing()
+        return
+      }
       if let failure = self.failure {
         // Stopped (fail-stop): decide nothing more, write nothing more.
         let error = Self.stoppedError(failure)
@@ -200,7 +221,7 @@ final class Writer: @unchecked Sendable {
         return taken
       }
       if let taken { return taken }
-      if !waiting { return [] }
+      if !waiting || queue.withLock({ $0.closed }) { return [] }
       if writerWake.wait(timeout: timeout) == .timedOut { return [] }
     }
   }
