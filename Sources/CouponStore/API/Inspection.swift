@@ -103,17 +103,20 @@ extension CouponStoreError {
 extension StoreState {
   func statistics(lastSequence: UInt64) -> StoreStatistics {
     var byState: [CouponState: Int] = [.available: 0, .assigned: 0, .locked: 0, .redeemed: 0]
+    var byCampaign: [CampaignID: [CouponState: Int]] = [:]
     var issued = 0
     for campaign in campaigns {
       issued += campaign.issued
       for couponState in [CouponState.available, .assigned, .locked, .redeemed] {
-        byState[couponState, default: 0] += campaign.countsByState[Int(couponState.rawValue)]
+        let count = campaign.countsByState[Int(couponState.rawValue)]
+        byState[couponState, default: 0] += count
+        byCampaign[campaign.record.id, default: [:]][couponState] = count
       }
     }
     return StoreStatistics(
       campaigns: campaigns.count, coupons: coupons.count, issued: issued, users: users.count,
-      couponsByState: byState, requestIDs: requests.count, lastSequence: lastSequence,
-      logBytes: 0, segments: 0)
+      couponsByState: byState, couponsByCampaign: byCampaign, requestIDs: requests.count,
+      lastSequence: lastSequence, logBytes: 0, segments: 0)
   }
 
   /// Every broken invariant, described; empty when the state is consistent. Walks everything:
@@ -153,7 +156,7 @@ extension StoreState {
       }
     }
     if codes.count != coupons.count { problems.append("code table and coupons out of step") }
-    return problems
+    return problems + lifecycleViolations()
   }
 }
 

@@ -219,6 +219,8 @@ public struct StoreStatistics: Sendable, Hashable {
   public var users: Int
   /// Coupons per state, summed over all campaigns.
   public var couponsByState: [CouponState: Int]
+  /// Coupons per state of each campaign, by campaign id.
+  public var couponsByCampaign: [CampaignID: [CouponState: Int]] = [:]
   /// Number of request ids remembered for idempotency.
   public var requestIDs: Int
   /// The sequence number of the last durable log record.

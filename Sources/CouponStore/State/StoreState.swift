@@ -166,22 +166,6 @@ struct StoreState {
     return coupon
   }
 
-  /// Adds available codes (already validated) to a pool campaign.
-  mutating func applyCodesAdded(campaign: UInt32, codes newCodes: [String]) {
-    for code in newCodes {
-      let coupon = code.withUTF8Bytes { codes.insert($0) }
-      precondition(Int(coupon) == coupons.count, "code table and coupons out of step")
-      let slot = UInt32(campaigns[Int(campaign)].available.count)
-      coupons.append(
-        CouponRecord(
-          campaign: campaign, owner: CouponRecord.none, nextOfOwner: CouponRecord.none,
-          poolSlot: slot, issuedAt: 0, redemptions: 0, state: .available))
-      campaigns[Int(campaign)].available.append(coupon)
-    }
-    campaigns[Int(campaign)].stock += newCodes.count
-    campaigns[Int(campaign)].countsByState[Int(CouponState.available.rawValue)] += newCodes.count
-  }
-
   /// Assigns an available pool coupon to `user`.
   mutating func applyPoolClaimed(coupon: UInt32, user: UInt32?, time: Int64) {
     let campaign = coupons[Int(coupon)].campaign

@@ -61,6 +61,25 @@ struct StringTable {
     return insert(bytes)
   }
 
+  /// The id of `bytes`, inserting it if absent, and whether it was inserted. One hash and one
+  /// probe sequence (``intern(_:)`` hashes twice): uploads add millions of codes this way.
+  mutating func findOrInsert(_ bytes: UnsafeRawBufferPointer) -> (id: UInt32, inserted: Bool) {
+    if (count + 1) * 4 > slots.count * 3 { grow() }
+    var index = Self.hash(bytes) & mask
+    while true {
+      let slot = slots[index]
+      if slot == 0 { break }
+      if equals(Int(slot - 1), bytes) { return (slot - 1, false) }
+      index = (index + 1) & mask
+    }
+    precondition(count < Self.countMax, "string table full")
+    let id = count
+    arena.append(contentsOf: bytes)
+    ends.append(arena.count)
+    slots[index] = UInt32(id + 1)
+    return (UInt32(id), true)
+  }
+
   /// Calls `body` with the bytes of string `id`.
   func withBytes<R>(of id: UInt32, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
     let id = Int(id)

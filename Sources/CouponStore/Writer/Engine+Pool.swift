@@ -1,0 +1,143 @@
+// Code pools on the writer: upload chunks and pregenerated books.
+//
+// An upload arrives as a series of chunk requests from one `addCodes` call (the caller's task
+// checked every code's shape and cut the upload into chunks). Each chunk is one writer turn:
+// log one `codesAdded` record, stage its codes, answer; claims queued behind it are decided
+// before the next chunk arrives. The final chunk applies the whole upload, checking every code
+// against the store (the only check that needs the writer's state).
+//
+// A pregenerated book is generated in the writer's turn that creates the campaign: the codes
+// must be unique across the store, which only the writer knows, and creation must be atomic
+// (see StoreState+Pool.swift). That turn is proportional to the book's size, which is why a
+// pregenerated book holds at most 1,000,000 codes; bigger pools are uploaded.
+//
+// Durability: as for every write, nothing here is durable; the reply to each chunk is released
+// after the `fdatasync` that covers its record, and the upload is durable when the final chunk's
+// reply is.
+
+import CouponLog
+
+/// One chunk of an upload, as sent by ``CouponStore/addCodes(_:to:requestID:progress:)``.
+struct UploadChunk: Sendable {
+  /// The campaign's id (looked up by the first chunk).
+  var campaign: String
+  /// The upload the chunk continues, from the first chunk's reply; `nil` for the first chunk.
+  var upload: UInt64?
+  /// The chunk's codes, each of valid shape.
+  var codes: [String]
+  /// Whether this is the last chunk, which applies the upload.
+  var final: Bool
+  /// The request's id and fingerprint (checked by the first and the final chunk).
+  var tag: RequestTag?
+}
+
+/// The writer's answer to an upload chunk.
+enum UploadReply: Sendable {
+  /// The chunk was logged and staged; later chunks name this upload.
+  case staged(upload: UInt64)
+  /// The upload was applied: `added` new codes; the codes skipped, by position among the codes
+  /// sent.
+  case finished(added: Int, skipped: [SkippedCode])
+}
+
+extension Engine {
+  /// Handles one upload chunk.
+  mutating func addCodes(_ chunk: UploadChunk, now: Int64) -> Reply {
+    let campaign: UInt32
+    let upload: UInt64
+    if let continued = chunk.upload {
+      guard let staged = state.stagedUploads[continued] else {
+        preconditionFailure("chunk of upload \(continued), which is not staged")
+      }
+      campaign = staged.campaign
+      upload = continued
+    } else {
+      if let tag = chunk.tag, let retry = rememberedUpload(tag) { return retry }
+      guard let index = state.campaignID(chunk.campaign) else {
+        return .failure(.invalid("campaign", "no campaign has the id \"\(chunk.campaign)\""))
+      }
+      guard state.campaigns[Int(index)].isPool else {
+        return .failure(
+          .invalid(
+            "campaign",
+            "campaign \"\(chunk.campaign)\" generates its codes; upload codes to a pool campaign "
+              + "(codes: .pool)"))
+      }
+      campaign = index
+      upload = log.nextSequence
+      if chunk.final, chunk.codes.isEmpty, chunk.tag == nil {
+        return .upload(.finished(added: 0, skipped: []))  // nothing to log
+      }
+    }
+    guard chunk.final else {
+      append(
+        .codesAdded(
+          campaign: campaign, upload: upload, final: false, codes: chunk.codes, time: now,
+          request: nil))
+      state.stageUploadChunk(upload: upload, campaign: campaign, codes: chunk.codes)
+      return .upload(.staged(upload: upload))
+    }
+    var codes = state.stagedUploads.removeValue(forKey: upload)?.codes ?? []
+    codes.append(contentsOf: chunk.codes)
+    // Checked again at the end: another upload with the same id may have finished meanwhile.
+    // The staged chunks are dropped without a final record, so replay drops them too.
+    if let tag = chunk.tag, let retry = rememberedUpload(tag) { return retry }
+    guard state.coupons.count + codes.count <= StringTable.countMax else {
+      return .failure(
+        CouponStoreError(
+          code: .capacityExceeded,
+          message: "the store cannot hold \(codes.count) more coupons (at most "
+            + "\(StringTable.countMax) in all); nothing was added", field: "codes"))
+    }
+    append(
+      .codesAdded(
+        campaign: campaign, upload: upload, final: true, codes: chunk.codes, time: now,
+        request: chunk.tag))
+    let skipped = state.applyUpload(campaign: campaign, codes: codes)
+    if let tag = chunk.tag { state.remember(tag, .upload) }
+    return .upload(.finished(added: codes.count - skipped.count, skipped: skipped))
+  }
+
+  /// The answer to an upload whose id is remembered: a conflict, or a retry of a finished upload,
+  /// whose codes are all in the store (its detailed result is not kept).
+  private func rememberedUpload(_ tag: RequestTag) -> Reply? {
+    guard let remembered = state.requests[tag.id] else { return nil }
+    guard remembered.fingerprint == tag.fingerprint else { return .failure(conflict(tag)) }
+    return .upload(.finished(added: 0, skipped: []))
+  }
+
+  /// Generates `count` codes of `pattern`, unused anywhere in the store and distinct, for the
+  /// pregenerated campaign that will get index `campaign`, logs them as non-final chunks of one
+  /// upload and stages them; the campaign's `campaignCreated` record, logged next, commits them.
+  /// Returns `false`, having logged nothing, if the pattern's code space is too crowded.
+  mutating func pregenerate(_ pattern: CodePattern, count: Int, campaign: UInt32, now: Int64)
+    -> Bool
+  {
+    guard count > 0 else { return true }
+    let generator = CodeGenerator(pattern)
+    var fresh = StringTable(capacity: count)
+    var scratch: [UInt8] = []
+    for _ in 0..<count {
+      var attempts = 0
+      while true {
+        generator.generate(into: &scratch, random: &random)
+        let added = scratch.withUnsafeBytes { bytes in
+          state.codes.find(bytes) == nil && fresh.findOrInsert(bytes).inserted
+        }
+        if added { break }
+        attempts += 1
+        if attempts == Self.codeAttemptsMax { return false }
+      }
+    }
+    let codes = (0..<UInt32(count)).map { fresh.string(of: $0) }
+    let upload = log.nextSequence
+    for range in UploadChunking.ranges(codes) {
+      append(
+        .codesAdded(
+          campaign: campaign, upload: upload, final: false, codes: Array(codes[range]), time: now,
+          request: nil))
+    }
+    state.stageUploadChunk(upload: upload, campaign: campaign, codes: codes)
+    return true
+  }
+}
