@@ -104,7 +104,8 @@ struct CouponBookTests {
     let inspected = try CouponStore.inspectCoupon(directory: path, code: "LOOK-1")
     #expect(inspected == live)
     #expect(inspected?.history.map(\.kind) == [.assigned, .locked, .redeemed])
-    #expect(try CouponStore.inspectCoupon(directory: path, code: "LOOK-2")?.coupon.state == .available)
+    #expect(
+      try CouponStore.inspectCoupon(directory: path, code: "LOOK-2")?.coupon.state == .available)
     #expect(try CouponStore.inspectCoupon(directory: path, code: "LOOK-3") == nil)
     #expect(try CouponStore.inspect(directory: path).problems == [])
   }

@@ -11,7 +11,8 @@ struct PoolTests {
       _ = try await store.makeBook("first", codes: ["TAKEN-1"])
       let generated = try await store.createCampaign(CampaignSpec(name: "gen", stock: 5))
       let issued = try #require(try await store.claim(campaign: generated.id, user: "u").coupon)
-      let pool = try await store.createCampaign(CampaignSpec(id: "pool", name: "pool", codes: .pool))
+      let pool = try await store.createCampaign(
+        CampaignSpec(id: "pool", name: "pool", codes: .pool))
       let hangul64 = String(repeating: "가", count: 64)
       let codes = [
         "A-1", "", "A-1", String(repeating: "x", count: 65), "bad\u{7}code", "B-2", "TAKEN-1",
@@ -106,7 +107,9 @@ struct PoolTests {
       _ = try await store.makeBook("fair", codes: codes, perUserLimit: 3)
       let coupons = try await withThrowingTaskGroup(of: Coupon?.self) { group in
         for claim in 0..<10_000 {
-          group.addTask { try await store.claim(campaign: "fair", user: "u\(claim % 3_334)").coupon }
+          group.addTask {
+            try await store.claim(campaign: "fair", user: "u\(claim % 3_334)").coupon
+          }
         }
         return try await group.reduce(into: [Coupon?]()) { $0.append($1) }
       }
@@ -171,7 +174,8 @@ struct PoolTests {
     _ = try await store.createCampaign(CampaignSpec(id: "cut", name: "cut", codes: .pool))
     #expect(try await store.addCodes(codes, to: "cut").added == 50_000)
     try await store.close()
-    let segment = try #require(try FileSurgery.segments(path).last { try FileSurgery.size($0) > 32 })
+    let segment = try #require(
+      try FileSurgery.segments(path).last { try FileSurgery.size($0) > 32 })
     try FileSurgery.truncate(segment, by: 5)  // tears the final chunk; the others stay
 
     store = try await CouponStore.open(directory: path)
@@ -179,12 +183,59 @@ struct PoolTests {
     #expect(try await store.campaign("cut")?.stock == 0)
     #expect(try await store.statistics().coupons == 0)
     #expect(try await store.coupon(code: codes[0]) == nil)
+    #expect(try await store.couponDetails(code: codes[1]) == nil)
+    #expect(try await store.claim(code: codes[2], user: "u") == .codeNotFound)
+    #expect(try await store.lock(code: codes[3], user: "u") == .notFound)
     #expect(try await store.claim(campaign: "cut", user: "u") == .soldOut)
     #expect(try await store.addCodes(codes, to: "cut").added == 50_000)
+    let coupon = try await store.claimed(codes[2], by: "u")
+    #expect(coupon.campaign == "cut")
+    let statistics = try await store.statistics()
+    #expect(statistics.coupons == 50_000)
     try await store.close()
     store = try await CouponStore.open(directory: path)
     #expect(try await store.campaign("cut")?.stock == 50_000)
+    #expect(try await store.statistics().business == statistics.business)
     try await store.close()
+    #expect(try CouponStore.inspect(directory: path).problems == [])
+  }
+
+  /// While an upload is staged its codes exist (no other upload or generated claim can take
+  /// them) but are invisible: not found, not counted, not claimable. The final chunk shows them.
+  @Test func stagedCodesAreInvisibleUntilTheFinalChunk() throws {
+    var state = StoreState(requestWindow: 10)
+    try state.replay(
+      .campaignCreated(
+        CampaignRecord(
+          id: "pool", name: "pool", stock: 0, startsAt: 0, endsAt: nil, perUserLimit: 1,
+          redemptionsPerCoupon: 1, codes: .pool, lockTimeoutMillis: 1_000, expiresAt: nil,
+          createdAt: 0), request: nil), sequence: 1)
+    try state.replay(
+      .codesAdded(
+        campaign: 0, upload: 2, final: false, codes: ["P-1", "P-2"], time: 0, request: nil),
+      sequence: 2)
+    #expect(state.couponID(code: "P-1") == nil)
+    #expect("P-1".withUTF8Bytes { state.codes.find($0) } != nil)
+    #expect(state.statistics(lastSequence: 2).coupons == 0)
+    #expect(state.campaigns[0].available.isEmpty)
+    // A second upload carrying P-2 adopts it; it finishes first and owns P-2.
+    try state.replay(
+      .codesAdded(
+        campaign: 0, upload: 3, final: true, codes: ["P-2", "P-3"], time: 0, request: nil),
+      sequence: 3)
+    #expect(state.couponID(code: "P-2") != nil)
+    #expect(state.couponID(code: "P-1") == nil)
+    #expect(state.statistics(lastSequence: 3).coupons == 2)
+    try state.replay(
+      .codesAdded(campaign: 0, upload: 2, final: true, codes: ["P-4"], time: 0, request: nil),
+      sequence: 4)
+    #expect(state.campaigns[0].stock == 4)
+    #expect(state.stagedUploads.isEmpty)
+    #expect(state.invariantViolations() == [])
+    #expect(throws: ReplayError.self) {
+      try state.replay(
+        .poolClaimed(campaign: 0, coupon: 9, user: "u", time: 1, request: nil), sequence: 5)
+    }
   }
 
   /// Timeline: two uploads, to two pools, of 30,000 codes each that share 10,000, run at once;
@@ -247,12 +298,16 @@ struct PoolTests {
     #expect(book.codes == .pregenerated(pattern, count: 5_000))
     var claimed: [String] = []
     for user in 0..<100 {
-      claimed.append(try #require(try await store.claim(campaign: "printed", user: "u\(user)").coupon).code)
+      claimed.append(
+        try #require(try await store.claim(campaign: "printed", user: "u\(user)").coupon).code)
     }
     #expect(Set(claimed).count == 100)
     #expect(claimed.allSatisfy { $0.hasPrefix("BOOK-") && $0.count == 14 })
     let statistics = try await store.statistics()
-    #expect(statistics.couponsByCampaign["printed"] == [.available: 4_900, .assigned: 100, .locked: 0, .redeemed: 0])
+    #expect(
+      statistics.couponsByCampaign["printed"] == [
+        .available: 4_900, .assigned: 100, .locked: 0, .redeemed: 0,
+      ])
     try await store.close()
 
     store = try await CouponStore.open(directory: path)
@@ -271,7 +326,8 @@ struct PoolTests {
     var store = try await CouponStore.open(directory: path)
     _ = try await store.createCampaign(spec)
     try await store.close()
-    let segment = try #require(try FileSurgery.segments(path).last { try FileSurgery.size($0) > 32 })
+    let segment = try #require(
+      try FileSurgery.segments(path).last { try FileSurgery.size($0) > 32 })
     try FileSurgery.truncate(segment, by: 5)  // tears the campaignCreated record
 
     store = try await CouponStore.open(directory: path)

@@ -41,17 +41,20 @@ extension CouponStore {
     }
     let plan = UploadPlan(codes)
     var upload: UInt64?
-    var sent = 0
+    var skipped: [SkippedCode] = []
     for range in UploadChunking.ranges(plan.accepted) {
       let chunk = UploadChunk(
         campaign: campaign, upload: upload, codes: Array(plan.accepted[range]),
         final: range.upperBound == plan.accepted.count, tag: tag)
       switch try await send(.addCodes(chunk)) {
-      case .upload(.staged(let id)):
+      case .upload(.staged(let id, let skippedHere)):
         upload = id
-        sent = range.upperBound
-        progress?(AddCodesProgress(codesDone: plan.inputCount(sent), codesTotal: codes.count))
-      case .upload(.finished(let added, let skipped)):
+        skipped += skippedHere
+        let done = plan.inputCount(range.upperBound)
+        progress?(AddCodesProgress(codesDone: done, codesTotal: codes.count))
+      case .upload(.finished(let added, let skippedHere)):
+        skipped += skippedHere
+        skipped.sort { $0.position < $1.position }
         progress?(AddCodesProgress(codesDone: codes.count, codesTotal: codes.count))
         return AddCodesResult(added: added, rejected: plan.rejections(codes, skipped: skipped))
       default:
@@ -152,7 +155,8 @@ extension CouponStore {
       print.mix(user)
       return print
     }
-    switch try await send(.lifecycle(LifecycleRequest(action: action, code: code, user: user, tag: tag)))
+    switch try await send(
+      .lifecycle(LifecycleRequest(action: action, code: code, user: user, tag: tag)))
     {
     case .lifecycle(let outcome, let coupon): return (outcome, coupon)
     default: preconditionFailure("unexpected reply to \(action)")

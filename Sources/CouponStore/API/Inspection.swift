@@ -113,8 +113,9 @@ extension StoreState {
         byCampaign[campaign.record.id, default: [:]][couponState] = count
       }
     }
+    let visible = byState.values.reduce(0, +)  // staged upload codes are not coupons yet
     return StoreStatistics(
-      campaigns: campaigns.count, coupons: coupons.count, issued: issued, users: users.count,
+      campaigns: campaigns.count, coupons: visible, issued: issued, users: users.count,
       couponsByState: byState, couponsByCampaign: byCampaign, requestIDs: requests.count,
       lastSequence: lastSequence, logBytes: 0, segments: 0)
   }
@@ -125,7 +126,7 @@ extension StoreState {
     var problems: [String] = []
     var perUserCampaign: [UInt64: Int] = [:]
     var issuedPerCampaign = [Int](repeating: 0, count: campaigns.count)
-    for (id, coupon) in coupons.enumerated() {
+    for (id, coupon) in coupons.enumerated() where !coupon.isStaged {
       if Int(coupon.campaign) >= campaigns.count {
         problems.append("coupon \(id) names unknown campaign \(coupon.campaign)")
         continue
@@ -146,6 +147,9 @@ extension StoreState {
       if campaign.countsByState.reduce(0, +) != campaign.issued + campaign.available.count {
         problems.append("campaign \(id) state counts disagree with its coupons")
       }
+    }
+    if perUserCampaign != heldCounts.mapValues(Int.init) {
+      problems.append("per-user coupon counts disagree with the coupons' owners")
     }
     for (key, count) in perUserCampaign {
       let campaign = campaigns[Int(key & 0xFFFF_FFFF)]

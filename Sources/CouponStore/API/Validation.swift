@@ -14,7 +14,7 @@ enum Validate {
   static let batchClaimsMax = 100_000
   static let claimsPageMax = 100_000
   /// A pregenerated book is generated in one writer turn (see Engine+Pool.swift).
-  static let pregeneratedCodesMax = 1_000_000
+  static let pregeneratedCodesMax = 100_000
 
   static func text(_ value: String, field: String, bytesMax: Int, allowEmpty: Bool = false)
     throws(CouponStoreError)
@@ -24,7 +24,13 @@ enum Validate {
     if bytes > bytesMax {
       throw .invalid(field, "\(field) must be at most \(bytesMax) bytes of UTF-8, got \(bytes)")
     }
-    if value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+    // Printable ASCII (nearly every id) has no control character: skip the Unicode lookup.
+    let printable = value.utf8.withContiguousStorageIfAvailable { bytes in
+      bytes.allSatisfy { (0x20..<0x7F).contains($0) }
+    }
+    if printable != true,
+      value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+    {
       throw .invalid(field, "\(field) must not contain control characters")
     }
   }
@@ -100,7 +106,7 @@ enum Validate {
       guard (0...pregeneratedCodesMax).contains(count) else {
         throw .invalid(
           "codes.count",
-          "a pregenerated book holds 0–1,000,000 codes (upload bigger pools), got \(count)")
+          "a pregenerated book holds 0–100,000 codes (upload bigger pools), got \(count)")
       }
       try pattern.validate(field: "codes", forStock: count)
     }

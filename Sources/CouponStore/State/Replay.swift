@@ -96,7 +96,7 @@ extension StoreState {
         campaign: campaign, upload: upload, final: final, codes: newCodes, request: request)
     case .poolClaimed(let campaign, let coupon, let user, let time, let request):
       guard coupon < UInt32(coupons.count), coupons[Int(coupon)].campaign == campaign,
-        coupons[Int(coupon)].state == .available
+        coupons[Int(coupon)].state == .available, !coupons[Int(coupon)].isStaged
       else {
         throw ReplayError(reason: "pool claim of unavailable coupon \(coupon)")
       }

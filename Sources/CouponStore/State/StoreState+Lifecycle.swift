@@ -82,14 +82,16 @@ extension StoreState {
 
   /// `locked → assigned`, by the owner (`unlocked`) or because the lock ran out (`expired`).
   mutating func applyLockReleased(coupon: UInt32, entry: HistoryEntry.Kind, time: Int64) {
-    precondition(coupons[Int(coupon)].state == .locked, "coupon \(coupon) released while not locked")
+    precondition(
+      coupons[Int(coupon)].state == .locked, "coupon \(coupon) released while not locked")
     lockExpiry[coupon] = nil
     applyTransition(coupon: coupon, to: .assigned, entry: entry, time: time)
   }
 
   /// `locked → redeemed` on the last allowed redemption, `locked → assigned` before it.
   mutating func applyRedeemed(coupon: UInt32, time: Int64) {
-    precondition(coupons[Int(coupon)].state == .locked, "coupon \(coupon) redeemed while not locked")
+    precondition(
+      coupons[Int(coupon)].state == .locked, "coupon \(coupon) redeemed while not locked")
     lockExpiry[coupon] = nil
     coupons[Int(coupon)].redemptions += 1
     let allowed = campaigns[Int(coupons[Int(coupon)].campaign)].record.redemptionsPerCoupon
@@ -192,7 +194,8 @@ extension StoreState {
   func lifecycleViolations() -> [String] {
     var problems: [String] = []
     var locked = 0
-    for (index, record) in coupons.enumerated() where Int(record.campaign) < campaigns.count {
+    for (index, record) in coupons.enumerated()
+    where !record.isStaged && Int(record.campaign) < campaigns.count {
       let id = UInt32(index)
       let code = codes.string(of: id)
       let allowed = campaigns[Int(record.campaign)].record.redemptionsPerCoupon

@@ -7,14 +7,21 @@
 /// slots. Hashing uses the standard library's per-process seeded hasher, so ids chosen by
 /// attackers cannot force collisions.
 ///
+/// Each slot keeps 32 bits of its string's hash beside the id: a probe compares those before it
+/// touches the string's bytes, so a lookup reads one string (the match) instead of every string
+/// in its probe run, and growing the table re-places the slots without reading or rehashing any
+/// string. The probe position is taken from those 32 bits too, so it can always be recomputed
+/// from the slot alone.
+///
 /// Owned by the writer thread, like all business state.
 struct StringTable {
   /// All strings' bytes back to back.
   private var arena: [UInt8] = []
   /// `ends[id]` is the arena offset just past string `id`; it starts where `ends[id - 1]` ends.
   private var ends: [Int] = []
-  /// Open addressing with linear probing; `0` is empty, otherwise `id + 1`.
-  private var slots: [UInt32]
+  /// Open addressing with linear probing; `0` is empty, otherwise `tag << 32 | (id + 1)`, where
+  /// `tag` is the low 32 bits of the string's hash.
+  private var slots: [UInt64]
   private var mask: Int
 
   /// The number of distinct strings.
@@ -28,18 +35,18 @@ struct StringTable {
   init(capacity: Int = 16) {
     var size = 16
     while size < capacity * 2 { size <<= 1 }
-    slots = [UInt32](repeating: 0, count: size)
+    slots = [UInt64](repeating: 0, count: size)
     mask = size - 1
   }
 
   /// The id of `bytes`, if present.
   func find(_ bytes: UnsafeRawBufferPointer) -> UInt32? {
-    var index = Self.hash(bytes) & mask
+    let tag = Self.tag(bytes)
+    var index = Int(tag) & mask
     while true {
       let slot = slots[index]
       if slot == 0 { return nil }
-      let id = Int(slot - 1)
-      if equals(id, bytes) { return UInt32(id) }
+      if let id = match(slot, tag, bytes) { return id }
       index = (index + 1) & mask
     }
   }
@@ -51,33 +58,38 @@ struct StringTable {
     let id = count
     arena.append(contentsOf: bytes)
     ends.append(arena.count)
-    place(id, hash: Self.hash(bytes))
+    place(Self.slot(id: id, tag: Self.tag(bytes)))
     return UInt32(id)
   }
 
   /// The id of `bytes`, inserting it if absent.
   mutating func intern(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-    if let id = find(bytes) { return id }
-    return insert(bytes)
+    findOrInsert(bytes).id
   }
 
-  /// The id of `bytes`, inserting it if absent, and whether it was inserted. One hash and one
-  /// probe sequence (``intern(_:)`` hashes twice): uploads add millions of codes this way.
+  /// The id of `bytes`, inserting it if absent, and whether it was inserted: one hash and one
+  /// probe sequence.
   mutating func findOrInsert(_ bytes: UnsafeRawBufferPointer) -> (id: UInt32, inserted: Bool) {
     if (count + 1) * 4 > slots.count * 3 { grow() }
-    var index = Self.hash(bytes) & mask
+    let tag = Self.tag(bytes)
+    var index = Int(tag) & mask
     while true {
       let slot = slots[index]
       if slot == 0 { break }
-      if equals(Int(slot - 1), bytes) { return (slot - 1, false) }
+      if let id = match(slot, tag, bytes) { return (id, false) }
       index = (index + 1) & mask
     }
     precondition(count < Self.countMax, "string table full")
     let id = count
     arena.append(contentsOf: bytes)
     ends.append(arena.count)
-    slots[index] = UInt32(id + 1)
+    slots[index] = Self.slot(id: id, tag: tag)
     return (UInt32(id), true)
+  }
+
+  /// Makes room for `additional` more strings, so that adding them does not grow the table.
+  mutating func reserveCapacity(additional: Int) {
+    while (count + additional) * 4 > slots.count * 3 { grow() }
   }
 
   /// Calls `body` with the bytes of string `id`.
@@ -97,7 +109,14 @@ struct StringTable {
   /// Approximate heap bytes held.
   var memoryBytes: Int {
     arena.capacity + ends.capacity * MemoryLayout<Int>.stride
-      + slots.capacity * MemoryLayout<UInt32>.stride
+      + slots.capacity * MemoryLayout<UInt64>.stride
+  }
+
+  /// The id in `slot` if its tag is `tag` and its string is `bytes`.
+  private func match(_ slot: UInt64, _ tag: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32? {
+    guard UInt32(truncatingIfNeeded: slot >> 32) == tag else { return nil }
+    let id = UInt32(truncatingIfNeeded: slot) - 1
+    return equals(Int(id), bytes) ? id : nil
   }
 
   private func equals(_ id: Int, _ bytes: UnsafeRawBufferPointer) -> Bool {
@@ -109,26 +128,29 @@ struct StringTable {
     }
   }
 
-  private mutating func place(_ id: Int, hash: Int) {
-    var index = hash & mask
+  private mutating func place(_ slot: UInt64) {
+    var index = Int(UInt32(truncatingIfNeeded: slot >> 32)) & mask
     while slots[index] != 0 { index = (index + 1) & mask }
-    slots[index] = UInt32(id + 1)
+    slots[index] = slot
   }
 
+  /// Doubles the slots and re-places every slot by its tag: no string is read.
   private mutating func grow() {
-    let size = slots.count * 2
-    slots = [UInt32](repeating: 0, count: size)
-    mask = size - 1
-    for id in 0..<count {
-      let hash = withBytes(of: UInt32(id)) { Self.hash($0) }
-      place(id, hash: hash)
-    }
+    let old = slots
+    slots = [UInt64](repeating: 0, count: old.count * 2)
+    mask = slots.count - 1
+    for slot in old where slot != 0 { place(slot) }
   }
 
-  private static func hash(_ bytes: UnsafeRawBufferPointer) -> Int {
+  private static func slot(id: Int, tag: UInt32) -> UInt64 {
+    UInt64(tag) << 32 | UInt64(id + 1)
+  }
+
+  /// The low 32 bits of the string's hash: its probe position and its slot tag.
+  private static func tag(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
     var hasher = Hasher()
     hasher.combine(bytes: bytes)
-    return hasher.finalize()
+    return UInt32(truncatingIfNeeded: hasher.finalize())
   }
 }
 

@@ -28,7 +28,8 @@ extension Engine {
     if let tag = request.tag, let remembered = state.requests[tag.id] {
       guard remembered.fingerprint == tag.fingerprint else { return .failure(conflict(tag)) }
       // A retry: the first answer, with the coupon as it is now.
-      guard case .outcome(let raw) = remembered.outcome, let outcome = LifecycleOutcome(rawValue: raw)
+      guard case .outcome(let raw) = remembered.outcome,
+        let outcome = LifecycleOutcome(rawValue: raw)
       else { return .lifecycle(.notFound, nil) }
       let coupon = outcome == .done ? state.couponID(code: request.code).map(state.coupon) : nil
       return .lifecycle(outcome, coupon)
