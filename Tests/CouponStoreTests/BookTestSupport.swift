@@ -37,6 +37,30 @@ extension CouponStore {
   }
 }
 
+extension TestClock {
+  /// Store options whose clock is this one.
+  var options: CouponStore.Options {
+    var options = CouponStore.Options()
+    options.clock = function
+    return options
+  }
+}
+
+extension StoreState {
+  /// A state holding one pool campaign (index 0, one coupon per user and redemption, 1-second
+  /// locks), as replay builds it: for tests that feed records to replay by hand.
+  static func withOnePool() throws -> StoreState {
+    var state = StoreState(requestWindow: 10)
+    try state.replay(
+      .campaignCreated(
+        CampaignRecord(
+          id: "pool", name: "pool", stock: 0, startsAt: 0, endsAt: nil, perUserLimit: 1,
+          redemptionsPerCoupon: 1, codes: .pool, lockTimeoutMillis: 1_000, expiresAt: nil,
+          createdAt: 0), request: nil), sequence: 1)
+    return state
+  }
+}
+
 extension StoreStatistics {
   /// The statistics without the fields that describe the log files (which change on reopen).
   var business: StoreStatistics {

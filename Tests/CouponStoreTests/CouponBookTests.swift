@@ -7,9 +7,7 @@ import Testing
 struct CouponBookTests {
   @Test func couponDetailsShowStateOwnerLockExpiryRedemptionsAndTheFullHistory() async throws {
     let clock = TestClock()
-    var options = CouponStore.Options()
-    options.clock = clock.function
-    try await withTemporaryStore(options: options) { store, _ in
+    try await withTemporaryStore(options: clock.options) { store, _ in
       _ = try await store.makeBook("audit", codes: ["AUDIT-1"], redemptionsPerCoupon: 2)
       #expect(try await store.couponDetails(code: "AUDIT-1")?.history == [])
       #expect(try await store.couponDetails(code: "NOPE") == nil)
@@ -113,13 +111,7 @@ struct CouponBookTests {
   /// Damage that slipped past the checksums and breaks a lifecycle rule (a redemption without
   /// a lock) is refused on open as corruption, never applied and never a crash.
   @Test func aLifecycleEventThatBreaksTheRulesIsCorruptionOnReplay() throws {
-    var state = StoreState(requestWindow: 10)
-    try state.replay(
-      .campaignCreated(
-        CampaignRecord(
-          id: "c", name: "c", stock: 0, startsAt: 0, endsAt: nil, perUserLimit: 1,
-          redemptionsPerCoupon: 1, codes: .pool, lockTimeoutMillis: 1_000, expiresAt: nil,
-          createdAt: 0), request: nil), sequence: 1)
+    var state = try StoreState.withOnePool()
     try state.replay(
       .codesAdded(campaign: 0, upload: 2, final: true, codes: ["X"], time: 0, request: nil),
       sequence: 2)

@@ -11,9 +11,7 @@ struct LifecycleTests {
   /// a second race of 1,000 locks again has exactly one winner, who redeems.
   @Test func thousandConcurrentLocksHaveOneWinnerAndTheLockExpiresAfterItsTimeout() async throws {
     let clock = TestClock()
-    var options = CouponStore.Options()
-    options.clock = clock.function
-    try await withTemporaryStore(options: options) { store, _ in
+    try await withTemporaryStore(options: clock.options) { store, _ in
       _ = try await store.makeBook("race", codes: ["RACE-1"], lockTimeout: 300)
       _ = try await store.claimed("RACE-1", by: "alice")
 
@@ -61,9 +59,7 @@ struct LifecycleTests {
   /// code get the same answer from every call.
   @Test func refusedRedemptionsWriteNothingAndHideOtherUsersCodes() async throws {
     let clock = TestClock()
-    var options = CouponStore.Options()
-    options.clock = clock.function
-    try await withTemporaryStore(options: options) { store, _ in
+    try await withTemporaryStore(options: clock.options) { store, _ in
       _ = try await store.makeBook(
         "shop", codes: ["ALICE-1", "BOB-1"], expiresAt: clock.now.addingTimeInterval(60))
       _ = try await store.claimed("ALICE-1", by: "alice")
@@ -221,9 +217,7 @@ struct LifecycleTests {
   /// the writer expires due locks before each request.
   @Test func anExpiredLockShowsInReadsAndStatisticsWithoutTouchingTheCoupon() async throws {
     let clock = TestClock()
-    var options = CouponStore.Options()
-    options.clock = clock.function
-    try await withTemporaryStore(options: options) { store, _ in
+    try await withTemporaryStore(options: clock.options) { store, _ in
       let book = try await store.makeBook("idle", codes: ["IDLE-1", "IDLE-2"], lockTimeout: 60)
       _ = try await store.claimed("IDLE-1", by: "ivan")
       _ = try await store.claimed("IDLE-2", by: "jane")
@@ -249,8 +243,7 @@ struct LifecycleTests {
   /// lock restored by replay still runs out at its time.
   @Test func everyLifecycleStateSurvivesCloseAndReopenExactly() async throws {
     let clock = TestClock()
-    var options = CouponStore.Options()
-    options.clock = clock.function
+    let options = clock.options
     let path = temporaryStorePath()
     defer { try? FileManager.default.removeItem(atPath: path) }
     let codes = bookCodes("KEEP", 9)

@@ -203,13 +203,7 @@ struct PoolTests {
   /// While an upload is staged its codes exist (no other upload or generated claim can take
   /// them) but are invisible: not found, not counted, not claimable. The final chunk shows them.
   @Test func stagedCodesAreInvisibleUntilTheFinalChunk() throws {
-    var state = StoreState(requestWindow: 10)
-    try state.replay(
-      .campaignCreated(
-        CampaignRecord(
-          id: "pool", name: "pool", stock: 0, startsAt: 0, endsAt: nil, perUserLimit: 1,
-          redemptionsPerCoupon: 1, codes: .pool, lockTimeoutMillis: 1_000, expiresAt: nil,
-          createdAt: 0), request: nil), sequence: 1)
+    var state = try StoreState.withOnePool()
     try state.replay(
       .codesAdded(
         campaign: 0, upload: 2, final: false, codes: ["P-1", "P-2"], time: 0, request: nil),

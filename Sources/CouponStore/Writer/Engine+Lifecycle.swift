@@ -31,7 +31,8 @@ extension Engine {
       guard case .outcome(let raw) = remembered.outcome,
         let outcome = LifecycleOutcome(rawValue: raw)
       else { return .lifecycle(.notFound, nil) }
-      let coupon = outcome == .done ? state.couponID(code: request.code).map(state.coupon) : nil
+      let coupon =
+        outcome == .done ? state.couponID(code: request.code).map { state.coupon($0) } : nil
       return .lifecycle(outcome, coupon)
     }
     guard let coupon = state.couponID(code: request.code), owns(coupon, request.user) else {
