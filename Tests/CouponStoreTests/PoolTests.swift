@@ -126,8 +126,9 @@ struct PoolTests {
   }
 
   /// A million codes in one call: written as bounded records (at least 1,000,000 / 16,384 of
-  /// them), with progress reported along the way, within the memory such a pool needs (the test
-  /// allows 600 MB of peak growth; the pool itself takes about 100 MB), and intact after reopen.
+  /// them), with progress reported along the way, within the memory such a pool needs (peak
+  /// growth measured at about 100 MB, which is the pool itself; the test allows 400 MB because
+  /// other tests run in the same process), and intact after reopen.
   @Test func millionCodeUploadIsChunkedBoundedInMemoryAndIntactAfterReopen() async throws {
     let path = temporaryStorePath()
     defer { try? FileManager.default.removeItem(atPath: path) }
@@ -143,7 +144,7 @@ struct PoolTests {
     let peakGrowth = residentBefore.flatMap { before in Memory.peak().map { $0 - before } }
     #expect(result.added == 1_000_000)
     #expect(result.rejected.isEmpty)
-    if let peakGrowth { #expect(peakGrowth < 600 << 20) }
+    if let peakGrowth { #expect(peakGrowth < 400 << 20) }
     let records = try await store.statistics().lastSequence - start
     #expect(records >= UInt64(1_000_000 / UploadChunking.codesMax))
     let done = reports.withLock { $0.map(\.codesDone) }

@@ -13,7 +13,8 @@ public enum CodeSource: Sendable, Hashable {
   /// size.
   case pool
   /// `count` codes are generated from the pattern when the campaign is created and form its pool
-  /// (for coupon books whose codes must be printed in advance). The stock is `count`.
+  /// (for coupon books whose codes must be printed in advance). The stock is `count`, at most
+  /// 100,000 (larger pools are uploaded).
   case pregenerated(CodePattern, count: Int)
 }
 

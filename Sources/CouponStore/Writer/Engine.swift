@@ -31,7 +31,8 @@ struct Engine {
     self.log = log
     self.lockQueue = LockExpiryQueue(state.lockExpiry)
     // Uploads still staged after recovery lost their callers with the previous process: they can
-    // never finish. Replay stages them again on every open and drops them here again.
+    // never finish. Their coupons stay staged (invisible) until an upload of the same codes
+    // adopts them; only the lists go (replay rebuilds them on every open, and they go again).
     self.state.stagedUploads.removeAll()
   }
 
@@ -301,7 +302,7 @@ struct Engine {
   }
 
   /// The error for a request id already used by a different request, if it was.
-  func conflicting(_ tag: RequestTag?) -> CouponStoreError? {
+  private func conflicting(_ tag: RequestTag?) -> CouponStoreError? {
     guard let tag, let remembered = state.requests[tag.id],
       remembered.fingerprint != tag.fingerprint
     else { return nil }
