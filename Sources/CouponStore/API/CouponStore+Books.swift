@@ -73,7 +73,8 @@ extension CouponStore {
   /// anonymously); for anyone else the answer is ``LockResult/notFound``, exactly as for a code
   /// that does not exist. Refusals: ``LockResult/alreadyLocked`` (a live lock exists),
   /// ``LockResult/fullyRedeemed``, ``LockResult/expired`` (the campaign's `expiresAt` passed).
-  /// With a `requestID`, a retry returns the first answer and changes nothing.
+  /// With a `requestID`, a retry returns the first answer and changes nothing (a success
+  /// carries the coupon as it is at the retry), as for every lifecycle call.
   ///
   /// - Throws: ``CouponStoreError/Code/invalidArgument`` for a malformed code, user or request id.
   public func lock(code: String, user: String?, requestID: String? = nil)
