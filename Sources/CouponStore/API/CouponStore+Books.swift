@@ -57,6 +57,10 @@ extension CouponStore {
         skipped.sort { $0.position < $1.position }
         progress?(AddCodesProgress(codesDone: codes.count, codesTotal: codes.count))
         return AddCodesResult(added: added, rejected: plan.rejections(codes, skipped: skipped))
+      case .upload(.retried):
+        // The first answer is not kept; its codes are all in the store.
+        progress?(AddCodesProgress(codesDone: codes.count, codesTotal: codes.count))
+        return AddCodesResult(added: 0, rejected: plan.rejections(codes, skipped: []))
       default:
         preconditionFailure("unexpected reply to addCodes")
       }

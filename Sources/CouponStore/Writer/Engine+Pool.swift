@@ -39,6 +39,8 @@ enum UploadReply: Sendable {
   case staged(upload: UInt64, skipped: [SkippedCode])
   /// The upload is visible: `added` new codes.
   case finished(added: Int, skipped: [SkippedCode])
+  /// The request id names an upload that already finished: this one changed nothing.
+  case retried
 }
 
 extension Engine {
@@ -100,7 +102,7 @@ extension Engine {
   private func rememberedUpload(_ tag: RequestTag) -> Reply? {
     guard let remembered = state.requests[tag.id] else { return nil }
     guard remembered.fingerprint == tag.fingerprint else { return .failure(conflict(tag)) }
-    return .upload(.finished(added: 0, skipped: []))
+    return .upload(.retried)
   }
 
   /// Generates `count` codes of `pattern`, new to the store, for the pregenerated campaign that
