@@ -14,6 +14,7 @@ enum Tools {
   }
 
   static func inspect(_ arguments: [String]) async throws -> Int32 {
+    if arguments.contains("--code") { return try BookTools.inspectCoupon(arguments) }
     let directory = try directoryArgument(arguments, usage: "couponstore inspect DIR")
     let report = try CouponStore.inspect(directory: directory, progress: ProgressLine.handler())
     ProgressLine.finish()

@@ -32,12 +32,26 @@ let commands: [Command] = [
         --keep       keep the store directory afterwards
       """, run: Demo.run),
   Command(
-    name: "inspect", usage: "couponstore inspect DIR",
-    summary: "print campaigns, counts, log size and last sequence number",
+    name: "inspect", usage: "couponstore inspect DIR [--code CODE]",
+    summary: "print campaigns, counts, log size and last sequence number, or one coupon",
     help: """
       Replays the store in DIR read-only (no lock taken, nothing written) and prints its
       campaigns with their counts, the log segments and sizes, and the last sequence number.
+        --code CODE  print that coupon instead: campaign, state, owner, lock expiry,
+                     redemptions, and its history (assigned, locked, unlocked, expired,
+                     redeemed, rolled back, each with time and user). Exits 1 if no coupon
+                     has the code.
       """, run: Tools.inspect),
+  Command(
+    name: "import", usage: "couponstore import DIR --campaign ID FILE",
+    summary: "upload the codes of FILE (one per line) to a pool campaign",
+    help: """
+      Opens the store in DIR (it must not be open elsewhere) and uploads every line of FILE
+      (UTF-8; lines end with \\n or \\r\\n) as a code to the pool of campaign ID, showing a
+      progress line. Prints how many codes were added and the rejected ones with their
+      reason (empty, tooLong, controlCharacter, duplicateInUpload, alreadyExists). The codes
+      become claimable together, once the whole file is durable.
+      """, run: BookTools.importCodes),
   Command(
     name: "verify", usage: "couponstore verify DIR",
     summary: "check every checksum and invariant; non-zero exit on any problem",

@@ -285,7 +285,7 @@ public final class CouponStore: Sendable {
 
   // MARK: Plumbing
 
-  private func send(_ request: Request) async throws(CouponStoreError) -> Reply {
+  func send(_ request: Request) async throws(CouponStoreError) -> Reply {
     let reply = await writer.submit(request)
     if case .failure(let error) = reply { throw error }
     return reply

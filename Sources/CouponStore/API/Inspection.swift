@@ -103,17 +103,21 @@ extension CouponStoreError {
 extension StoreState {
   func statistics(lastSequence: UInt64) -> StoreStatistics {
     var byState: [CouponState: Int] = [.available: 0, .assigned: 0, .locked: 0, .redeemed: 0]
+    var byCampaign: [CampaignID: [CouponState: Int]] = [:]
     var issued = 0
     for campaign in campaigns {
       issued += campaign.issued
       for couponState in [CouponState.available, .assigned, .locked, .redeemed] {
-        byState[couponState, default: 0] += campaign.countsByState[Int(couponState.rawValue)]
+        let count = campaign.countsByState[Int(couponState.rawValue)]
+        byState[couponState, default: 0] += count
+        byCampaign[campaign.record.id, default: [:]][couponState] = count
       }
     }
+    let visible = byState.values.reduce(0, +)  // staged upload codes are not coupons yet
     return StoreStatistics(
-      campaigns: campaigns.count, coupons: coupons.count, issued: issued, users: users.count,
-      couponsByState: byState, requestIDs: requests.count, lastSequence: lastSequence,
-      logBytes: 0, segments: 0)
+      campaigns: campaigns.count, coupons: visible, issued: issued, users: users.count,
+      couponsByState: byState, couponsByCampaign: byCampaign, requestIDs: requests.count,
+      lastSequence: lastSequence, logBytes: 0, segments: 0)
   }
 
   /// Every broken invariant, described; empty when the state is consistent. Walks everything:
@@ -122,7 +126,7 @@ extension StoreState {
     var problems: [String] = []
     var perUserCampaign: [UInt64: Int] = [:]
     var issuedPerCampaign = [Int](repeating: 0, count: campaigns.count)
-    for (id, coupon) in coupons.enumerated() {
+    for (id, coupon) in coupons.enumerated() where !coupon.isStaged {
       if Int(coupon.campaign) >= campaigns.count {
         problems.append("coupon \(id) names unknown campaign \(coupon.campaign)")
         continue
@@ -144,6 +148,9 @@ extension StoreState {
         problems.append("campaign \(id) state counts disagree with its coupons")
       }
     }
+    if perUserCampaign != heldCounts.mapValues(Int.init) {
+      problems.append("per-user coupon counts disagree with the coupons' owners")
+    }
     for (key, count) in perUserCampaign {
       let campaign = campaigns[Int(key & 0xFFFF_FFFF)]
       if count > campaign.record.perUserLimit {
@@ -153,7 +160,7 @@ extension StoreState {
       }
     }
     if codes.count != coupons.count { problems.append("code table and coupons out of step") }
-    return problems
+    return problems + lifecycleViolations()
   }
 }
 

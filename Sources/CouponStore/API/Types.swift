@@ -13,7 +13,8 @@ public enum CodeSource: Sendable, Hashable {
   /// size.
   case pool
   /// `count` codes are generated from the pattern when the campaign is created and form its pool
-  /// (for coupon books whose codes must be printed in advance). The stock is `count`.
+  /// (for coupon books whose codes must be printed in advance). The stock is `count`, at most
+  /// 100,000 (larger pools are uploaded).
   case pregenerated(CodePattern, count: Int)
 }
 
@@ -219,6 +220,8 @@ public struct StoreStatistics: Sendable, Hashable {
   public var users: Int
   /// Coupons per state, summed over all campaigns.
   public var couponsByState: [CouponState: Int]
+  /// Coupons per state of each campaign, by campaign id.
+  public var couponsByCampaign: [CampaignID: [CouponState: Int]] = [:]
   /// Number of request ids remembered for idempotency.
   public var requestIDs: Int
   /// The sequence number of the last durable log record.

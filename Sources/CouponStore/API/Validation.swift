@@ -13,6 +13,8 @@ enum Validate {
   static let redemptionsMax = Int(UInt16.max)
   static let batchClaimsMax = 100_000
   static let claimsPageMax = 100_000
+  /// A pregenerated book is generated in one writer turn (see Engine+Pool.swift).
+  static let pregeneratedCodesMax = 100_000
 
   static func text(_ value: String, field: String, bytesMax: Int, allowEmpty: Bool = false)
     throws(CouponStoreError)
@@ -109,8 +111,10 @@ enum Validate {
         throw .invalid(
           "stock", "a pregenerated campaign's stock is its code count: pass stock 0")
       }
-      guard (0...10_000_000).contains(count) else {
-        throw .invalid("codes.count", "pregenerated count must be 0–10,000,000, got \(count)")
+      guard (0...pregeneratedCodesMax).contains(count) else {
+        throw .invalid(
+          "codes.count",
+          "a pregenerated book holds 0–100,000 codes (upload bigger pools), got \(count)")
       }
       try pattern.validate(field: "codes", forStock: count)
     }

@@ -83,6 +83,7 @@ extension StoreState {
         throw ReplayError(reason: "campaign \(record.id) created twice")
       }
       let index = applyCampaignCreated(record)
+      try replayPregenerated(campaign: index)
       if let request { remember(request, .campaign(index)) }
     case .claimed(let campaign, let user, let code, let time, let request):
       var writer = ByteWriter()
@@ -91,32 +92,11 @@ extension StoreState {
         into: &writer)
       try writer.bytes.withUnsafeBytes { try replayClaimed($0) }
     case .codesAdded(let campaign, let upload, let final, let newCodes, _, let request):
-      guard campaign < UInt32(campaigns.count), campaigns[Int(campaign)].isPool else {
-        throw ReplayError(reason: "codes added to unknown or generated campaign \(campaign)")
-      }
-      var staged = stagedUploads[upload]?.codes ?? []
-      if let existing = stagedUploads[upload], existing.campaign != campaign {
-        throw ReplayError(reason: "upload \(upload) spans two campaigns")
-      }
-      staged += newCodes
-      guard final else {
-        stagedUploads[upload] = (campaign, staged)
-        return
-      }
-      stagedUploads[upload] = nil
-      var seen = Set<String>()
-      for code in staged {
-        guard CodeRules.shapeProblem(code) == nil, couponID(code: code) == nil,
-          seen.insert(code).inserted
-        else {
-          throw ReplayError(reason: "upload holds an invalid or duplicate code")
-        }
-      }
-      applyCodesAdded(campaign: campaign, codes: staged)
-      if let request { remember(request, .upload) }
+      try replayCodesAdded(
+        campaign: campaign, upload: upload, final: final, codes: newCodes, request: request)
     case .poolClaimed(let campaign, let coupon, let user, let time, let request):
       guard coupon < UInt32(coupons.count), coupons[Int(coupon)].campaign == campaign,
-        coupons[Int(coupon)].state == .available
+        coupons[Int(coupon)].state == .available, !coupons[Int(coupon)].isStaged
       else {
         throw ReplayError(reason: "pool claim of unavailable coupon \(coupon)")
       }
@@ -133,15 +113,11 @@ extension StoreState {
     case .locked, .unlocked, .lockExpired, .redeemed, .rolledBack:
       try replayLifecycle(event)
     case .requestRecorded(let tag, let outcome, _):
-      guard OutcomeCode(rawValue: outcome) != nil || outcome >= 100 else {
+      guard OutcomeCode(rawValue: outcome) != nil || LifecycleOutcome(rawValue: outcome) != nil
+      else {
         throw ReplayError(reason: "unknown remembered outcome \(outcome)")
       }
       remember(tag, .outcome(outcome))
     }
-  }
-
-  /// Lifecycle transitions (lock, unlock, expiry, redeem, rollback).
-  private mutating func replayLifecycle(_ event: Event) throws {
-    throw ReplayError(reason: "lifecycle events are not supported by this version")
   }
 }

@@ -20,7 +20,8 @@ struct CouponRecord {
   var nextOfOwner: UInt32
   /// While available in a pool: its index in the campaign's `available` array (O(1) removal).
   var poolSlot: UInt32
-  /// When it was issued, in milliseconds since 1970 (meaningful once assigned).
+  /// When it was issued, in milliseconds since 1970 (meaningful once assigned). While the coupon
+  /// is staged by an unfinished upload (see StoreState+Pool.swift), the upload's id.
   var issuedAt: Int64
   var redemptions: UInt16
   var state: CouponState
@@ -96,12 +97,17 @@ struct StoreState {
   var users = StringTable()
   /// The most recent coupon of each user id (head of its `nextOfOwner` list).
   var userHeads: [UInt32] = []
+  /// How many coupons each user holds per campaign, keyed `user << 32 | campaign`, so that the
+  /// per-user limit check is O(1) and not a walk of the user's list (a gift-card user may hold
+  /// hundreds). Derived from the coupons' owners.
+  var heldCounts: [UInt64: UInt32] = [:]
   /// Expiry time of every locked coupon.
   var lockExpiry: [UInt32: Int64] = [:]
   /// Audit trail of coupons that went beyond assignment.
   var history: [UInt32: [HistoryEntry]] = [:]
-  /// Uploads whose chunks were logged but whose final chunk was not (yet): upload id → codes.
-  var stagedUploads: [UInt64: (campaign: UInt32, codes: [String])] = [:]
+  /// Uploads whose chunks were logged but whose final chunk was not (yet): upload id → campaign
+  /// and the staged coupon of each code, in upload order (`CouponRecord.none` for a code skipped).
+  var stagedUploads: [UInt64: (campaign: UInt32, coupons: [UInt32])] = [:]
 
   /// Request ids remembered for idempotency, with a FIFO bound.
   var requests: [String: (fingerprint: UInt64, outcome: RememberedOutcome)] = [:]
@@ -120,8 +126,12 @@ struct StoreState {
 
   func campaignID(_ id: String) -> UInt32? { campaignIndex[id] }
 
+  /// The coupon with this code, unless it is staged by an unfinished upload (invisible).
   func couponID(code: String) -> UInt32? {
-    code.withUTF8Bytes { codes.find($0) }
+    guard let id = code.withUTF8Bytes({ codes.find($0) }), !coupons[Int(id)].isStaged else {
+      return nil
+    }
+    return id
   }
 
   func userID(_ user: String) -> UInt32? {
@@ -139,13 +149,7 @@ struct StoreState {
 
   /// How many coupons of `campaign` user `user` holds.
   func held(by user: UInt32, in campaign: UInt32) -> Int {
-    var count = 0
-    var coupon = user < userHeads.count ? userHeads[Int(user)] : CouponRecord.none
-    while coupon != CouponRecord.none {
-      if coupons[Int(coupon)].campaign == campaign { count += 1 }
-      coupon = coupons[Int(coupon)].nextOfOwner
-    }
-    return count
+    Int(heldCounts[UInt64(user) << 32 | UInt64(campaign)] ?? 0)
   }
 
   /// The coupon ids of `user` in `campaign` (or all campaigns), oldest first.
@@ -185,22 +189,6 @@ struct StoreState {
     if let user { link(coupon, to: user) }
     checkIssued(campaign)
     return coupon
-  }
-
-  /// Adds available codes (already validated) to a pool campaign.
-  mutating func applyCodesAdded(campaign: UInt32, codes newCodes: [String]) {
-    for code in newCodes {
-      let coupon = code.withUTF8Bytes { codes.insert($0) }
-      precondition(Int(coupon) == coupons.count, "code table and coupons out of step")
-      let slot = UInt32(campaigns[Int(campaign)].available.count)
-      coupons.append(
-        CouponRecord(
-          campaign: campaign, owner: CouponRecord.none, nextOfOwner: CouponRecord.none,
-          poolSlot: slot, issuedAt: 0, redemptions: 0, state: .available))
-      campaigns[Int(campaign)].available.append(coupon)
-    }
-    campaigns[Int(campaign)].stock += newCodes.count
-    campaigns[Int(campaign)].countsByState[Int(CouponState.available.rawValue)] += newCodes.count
   }
 
   /// Assigns an available pool coupon to `user`.
@@ -270,6 +258,7 @@ struct StoreState {
     coupons[Int(coupon)].owner = user
     coupons[Int(coupon)].nextOfOwner = userHeads[Int(user)]
     userHeads[Int(user)] = coupon
+    heldCounts[UInt64(user) << 32 | UInt64(coupons[Int(coupon)].campaign), default: 0] += 1
   }
 
   private func checkIssued(_ campaign: UInt32) {

@@ -83,9 +83,19 @@ struct StringTable {
 
   /// The id of `bytes`, inserting it if absent.
   mutating func intern(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+    findOrInsert(bytes).id
+  }
+
+  /// The id of `bytes`, inserting it if absent, and whether it was inserted.
+  mutating func findOrInsert(_ bytes: UnsafeRawBufferPointer) -> (id: UInt32, inserted: Bool) {
     let hash = Self.hash(bytes)
-    if let id = find(bytes, hash: hash) { return id }
-    return insert(bytes, hash: hash)
+    if let id = find(bytes, hash: hash) { return (id, false) }
+    return (insert(bytes, hash: hash), true)
+  }
+
+  /// Makes room for `additional` more strings, so that adding them does not grow the table.
+  mutating func reserveCapacity(additional: Int) {
+    while (count + additional) * 4 > slots.count * 3 { grow() }
   }
 
   /// Calls `body` with the bytes of string `id`.

@@ -18,6 +18,8 @@ struct Engine {
   var state: StoreState
   let log: LogWriter
   var random = SecureRandom()
+  /// Locks in expiry order (derived from `state.lockExpiry`; see LockExpiryQueue.swift).
+  var lockQueue: LockExpiryQueue
   /// Reused scratch buffer for generated codes.
   private var codeScratch: [UInt8] = []
 
@@ -31,12 +33,18 @@ struct Engine {
   init(state: StoreState, log: LogWriter) {
     self.state = state
     self.log = log
+    self.lockQueue = LockExpiryQueue(state.lockExpiry)
+    // Uploads still staged after recovery lost their callers with the previous process: they can
+    // never finish. Their coupons stay staged (invisible) until an upload of the same codes
+    // adopts them; only the lists go (replay rebuilds them on every open, and they go again).
+    self.state.stagedUploads.removeAll()
   }
 
   /// The sequence number of the last event appended (durable or not).
   var lastAppended: UInt64 { log.nextSequence - 1 }
 
   mutating func handle(_ request: Request, now: Int64) -> Reply {
+    expireLocks(now: now)
     switch request {
     case .createCampaign(let spec, let tag):
       return createCampaign(spec, tag: tag, now: now)
@@ -58,6 +66,10 @@ struct Engine {
           self.claim(campaign: claim.campaign, user: claim.user, tag: claim.tag, now: now))
       }
       return .claims(results)
+    case .lifecycle(let request):
+      return lifecycle(request, now: now)
+    case .addCodes(let chunk):
+      return addCodes(chunk, now: now)
     case .read(let read):
       return self.read(read)
     case .close:
@@ -92,7 +104,16 @@ struct Engine {
     switch spec.codes {
     case .generated(let pattern): codes = .generated(pattern)
     case .pool: codes = .pool
-    case .pregenerated(let pattern, let count): codes = .pregenerated(pattern, count: count)
+    case .pregenerated(let pattern, let count):
+      codes = .pregenerated(pattern, count: count)
+      guard pregenerate(pattern, count: count, campaign: UInt32(state.campaigns.count), now: now)
+      else {
+        return .failure(
+          CouponStoreError(
+            code: .codeSpaceExhausted,
+            message: "no \(count) unused codes of this pattern could be found; use a longer code "
+              + "or a larger alphabet", field: "codes"))
+      }
     }
     let record = CampaignRecord(
       id: id, name: spec.name, stock: spec.stock, startsAt: spec.startsAt.millis,
@@ -105,6 +126,10 @@ struct Engine {
       EventCoder.encode(tag, into: &writer)
     }
     let index = state.applyCampaignCreated(record)
+    if case .pregenerated(_, let count) = record.codes {
+      let committed = state.commitPregenerated(campaign: index, count: count)
+      precondition(committed, "pregenerated codes of \(id) not committed")
+    }
     if let tag { state.remember(tag, .campaign(index)) }
     return .campaign(state.campaign(at: index))
   }
@@ -242,10 +267,15 @@ struct Engine {
   }
 
   private mutating func record(_ tag: RequestTag, _ code: OutcomeCode, now: Int64) {
+    record(tag, outcome: code.rawValue, now: now)
+  }
+
+  /// Logs and remembers the answer given to a request id (a rejection, or a lifecycle outcome).
+  mutating func record(_ tag: RequestTag, outcome: UInt8, now: Int64) {
     _ = log.append(type: EventType.requestRecorded.rawValue) { writer in
-      EventCoder.encode(.requestRecorded(tag, outcome: code.rawValue, time: now), into: &writer)
+      EventCoder.encode(.requestRecorded(tag, outcome: outcome, time: now), into: &writer)
     }
-    state.remember(tag, .outcome(code.rawValue))
+    state.remember(tag, .outcome(outcome))
   }
 
   private func rememberedClaim(
@@ -298,7 +328,7 @@ struct Engine {
     return conflict(tag)
   }
 
-  private func conflict(_ tag: RequestTag) -> CouponStoreError {
+  func conflict(_ tag: RequestTag) -> CouponStoreError {
     CouponStoreError(
       code: .requestIDConflict,
       message: "request id \"\(tag.id)\" was already used for a different request; use a new id",
@@ -326,6 +356,8 @@ struct Engine {
       return .coupons(state.couponIDs(of: userID).map { state.coupon($0) })
     case .coupon(let code):
       return .coupon(state.couponID(code: code).map { state.coupon($0) })
+    case .couponDetails(let code):
+      return .couponDetails(state.couponID(code: code).map { state.couponDetails($0) })
     case .statistics:
       var statistics = state.statistics(lastSequence: lastAppended)
       statistics.logBytes = log.totalBytes

@@ -9,6 +9,8 @@ enum Request: Sendable {
   case claim(campaign: String, user: String?, RequestTag?)
   case claimCode(code: String, user: String?, RequestTag?)
   case claimBatch([(campaign: String, user: String?, tag: RequestTag?)])
+  case lifecycle(LifecycleRequest)
+  case addCodes(UploadChunk)
   case read(ReadRequest)
   case close
 }
@@ -23,6 +25,7 @@ enum ReadRequest: Sendable {
   case claims(campaign: String, after: Int, limit: Int)
   case coupons(user: String)
   case coupon(code: String)
+  case couponDetails(code: String)
   case statistics
 }
 
@@ -36,6 +39,9 @@ enum Reply: Sendable {
   case page(ClaimPage?)
   case coupons([Coupon])
   case coupon(Coupon?)
+  case couponDetails(CouponDetails?)
+  case lifecycle(LifecycleOutcome, Coupon?)
+  case upload(UploadReply)
   case statistics(StoreStatistics)
   case done
   case failure(CouponStoreError)
