@@ -185,6 +185,26 @@ public final class LogWriter {
     return flushed
   }
 
+  /// Ends the current segment now, if it holds any frame, and starts the next one, so that every
+  /// record appended so far lies in sealed segments (for a snapshot, which reads only those). The
+  /// batch must have been flushed. Costs what a roll at `segmentBytesMax` costs: one `fdatasync`
+  /// of the segment and the creation of the next.
+  ///
+  /// After a failure the writer is stopped, as after a failed flush (fail-stop).
+  ///
+  /// Durability point: every record appended so far is durable when this returns.
+  public func rollSegment() throws(SystemCallError) {
+    if let failure { throw failure }
+    precondition(batch.count == 0, "rollSegment with unflushed frames")
+    guard segmentBytes > Int64(segmentHeaderBytes) else { return }
+    do {
+      try roll()
+    } catch {
+      failure = error
+      throw error
+    }
+  }
+
   /// The single `pwrite` of a flush.
   private func writeBatch(to segment: SegmentHandle) throws(SystemCallError) {
     var failure: SystemCallError?

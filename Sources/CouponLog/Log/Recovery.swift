@@ -50,12 +50,21 @@ public struct RecoveryOptions: Sendable {
   /// or remove it, but leave it on disk (for `inspect`, `verify` and `dump`). Cannot be combined
   /// with ``salvage``.
   public var readOnly = false
+  /// Records after this sequence are not read: segments that start after it are not even opened,
+  /// and the scan stops after record `throughSequence`. For reading the sealed part of a log that
+  /// is still being appended to (a snapshot folds the segments the writer has rolled away from);
+  /// only with ``readOnly``.
+  public var throughSequence: UInt64 = .max
 
   /// Options for a strict recovery by default.
-  public init(salvage: Bool = false, afterSequence: UInt64 = 0, readOnly: Bool = false) {
+  public init(
+    salvage: Bool = false, afterSequence: UInt64 = 0, readOnly: Bool = false,
+    throughSequence: UInt64 = .max
+  ) {
     self.salvage = salvage
     self.afterSequence = afterSequence
     self.readOnly = readOnly
+    self.throughSequence = throughSequence
   }
 }
 
@@ -250,6 +259,9 @@ struct LogScan {
       LogScan.chunkBytes >= frameHeaderBytes + recordBytesMax,
       "the recovery chunk must hold the largest frame")
     precondition(!(options.salvage && options.readOnly), "salvage cannot be read-only")
+    precondition(
+      options.readOnly || options.throughSequence == .max,
+      "a recovery that stops early must be read-only")
     self.fileSystem = fileSystem
     self.directory = directory
     self.options = options
@@ -297,7 +309,9 @@ struct LogScan {
     var segments: [SegmentEntry] = []
     do throws(SystemCallError) {
       for name in try fileSystem.contentsOfDirectory(directory) {
-        guard let firstSequence = SegmentFile.firstSequence(fromName: name) else { continue }
+        guard let firstSequence = SegmentFile.firstSequence(fromName: name),
+          firstSequence <= options.throughSequence
+        else { continue }
         let path = joinPath(directory, name)
         let fd = try fileSystem.openFile(path, options: .readOnly)
         defer { fileSystem.close(fd) }
@@ -377,7 +391,7 @@ struct LogScan {
     var expected = header.firstSequence
     var position = Int64(segmentHeaderBytes)
     var defect: String?
-    while position < fileBytes {
+    while position < fileBytes && expected <= options.throughSequence {
       let decoded = try decodeFrame(
         at: position, seed: seed, expectedSequence: expected, path: entry.path)
       switch decoded {

@@ -32,9 +32,11 @@ extension CouponStore {
     }
   }
 
-  /// Replays every log record into `state`.
+  /// Replays every log record after `state.lastSequence` (the snapshot it was loaded from, or 0)
+  /// into `state`, adding the bytes of the frames replayed to `replayedBytes`.
   static func replayLog(
-    directory: String, options: Options, readOnly: Bool = false, into state: inout StoreState
+    directory: String, options: Options, readOnly: Bool = false, into state: inout StoreState,
+    replayedBytes: inout Int64
   ) throws(CouponStoreError) -> RecoveryReport {
     var recoveryOptions = RecoveryOptions()
     recoveryOptions.salvage = options.salvage && !readOnly
@@ -45,9 +47,12 @@ extension CouponStore {
       return try recoverLog(
         fileSystem: options.fileSystem, directory: directory, options: recoveryOptions,
         progress: progress.map { report in
-          { done, total in report(OpenProgress(bytesDone: done, bytesTotal: total)) }
+          { done, total in
+            report(OpenProgress(bytesDone: done, bytesTotal: total, phase: .replayingLog))
+          }
         }
       ) { record in
+        replayedBytes += Int64(frameHeaderBytes + record.payload.count)
         do {
           try state.replay(type: record.type, payload: record.payload, sequence: record.sequence)
         } catch let error as ReplayError {

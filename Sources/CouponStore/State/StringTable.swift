@@ -7,14 +7,22 @@
 /// slots. Hashing uses the standard library's per-process seeded hasher, so ids chosen by
 /// attackers cannot force collisions.
 ///
+/// Each slot keeps 32 bits of its string's hash (the *tag*) beside the id. A probe compares tags
+/// and touches the arena only when they match, so a lookup costs about one cache miss even in a
+/// table of tens of millions of strings; and growing re-places slots from their tags without
+/// hashing any string again. (With bare ids in the slots, every probe of a linear-probing chain
+/// read the arena and compared bytes: replaying a log spent most of its time there.)
+///
 /// Owned by the writer thread, like all business state.
 struct StringTable {
   /// All strings' bytes back to back.
   private var arena: [UInt8] = []
   /// `ends[id]` is the arena offset just past string `id`; it starts where `ends[id - 1]` ends.
   private var ends: [Int] = []
-  /// Open addressing with linear probing; `0` is empty, otherwise `id + 1`.
-  private var slots: [UInt32]
+  /// Open addressing with linear probing. `0` is empty; otherwise the tag (the low 32 bits of the
+  /// string's hash) in the high half and `id + 1` in the low half. A string's home slot is
+  /// `tag & mask`.
+  private var slots: [UInt64]
   private var mask: Int
 
   /// The number of distinct strings.
@@ -26,39 +34,112 @@ struct StringTable {
   static let countMax = Int(UInt32.max - 1)
 
   init(capacity: Int = 16) {
-    var size = 16
-    while size < capacity * 2 { size <<= 1 }
-    slots = [UInt32](repeating: 0, count: size)
+    let size = Self.slotCount(for: capacity)
+    slots = Self.emptySlots(size)
     mask = size - 1
+  }
+
+  /// A table of strings already laid out (a snapshot's): `ends` as in a live table, each string
+  /// hashed once into a slot array sized up front. Returns `nil` if a string occurs twice or the
+  /// ends do not describe `arena`.
+  init?(arena: [UInt8], ends: [Int]) {
+    guard ends.count <= Self.countMax, (ends.last ?? 0) == arena.count else { return nil }
+    let size = Self.slotCount(for: ends.count)
+    let mask = size - 1
+    var slots = Self.emptySlots(size)
+    let built = arena.withUnsafeBytes { arena in
+      ends.withUnsafeBufferPointer { ends in
+        slots.withUnsafeMutableBufferPointer { slots -> Bool in
+          func bytes(_ id: Int) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(rebasing: arena[(id == 0 ? 0 : ends[id - 1])..<ends[id]])
+          }
+          var start = 0
+          for id in 0..<ends.count {
+            guard ends[id] >= start else { return false }
+            start = ends[id]
+            let string = bytes(id)
+            let tag = Self.tag(string)
+            var index = Int(tag) & mask
+            while slots[index] != 0 {
+              let slot = slots[index]
+              if UInt32(truncatingIfNeeded: slot >> 32) == tag,
+                bytes(Int(UInt32(truncatingIfNeeded: slot)) - 1).elementsEqual(string)
+              {
+                return false
+              }
+              index = (index + 1) & mask
+            }
+            slots[index] = Self.slot(tag: tag, id: id)
+          }
+          return true
+        }
+      }
+    }
+    guard built else { return nil }
+    self.arena = arena
+    self.ends = ends
+    self.slots = slots
+    self.mask = mask
+  }
+
+  /// Calls `body` with all strings' bytes back to back and the offset just past each (string
+  /// `id` is `arena[ends[id - 1] ..< ends[id]]`, the first starting at 0): for snapshots.
+  func withStorage<R>(
+    _ body: (_ arena: UnsafeRawBufferPointer, _ ends: UnsafeBufferPointer<Int>) throws -> R
+  ) rethrows -> R {
+    try arena.withUnsafeBytes { arena in
+      try ends.withUnsafeBufferPointer { ends in try body(arena, ends) }
+    }
+  }
+
+  /// The smallest power-of-two slot count (at least 16) that holds `count` strings at a load of
+  /// at most 3/4.
+  private static func slotCount(for count: Int) -> Int {
+    var size = 16
+    while size / 4 * 3 < count { size <<= 1 }
+    return size
   }
 
   /// The id of `bytes`, if present.
   func find(_ bytes: UnsafeRawBufferPointer) -> UInt32? {
-    var index = Self.hash(bytes) & mask
-    while true {
-      let slot = slots[index]
-      if slot == 0 { return nil }
-      let id = Int(slot - 1)
-      if equals(id, bytes) { return UInt32(id) }
-      index = (index + 1) & mask
+    find(bytes, tag: Self.tag(bytes))
+  }
+
+  private func find(_ bytes: UnsafeRawBufferPointer, tag: UInt32) -> UInt32? {
+    slots.withUnsafeBufferPointer { slots in
+      var index = Int(tag) & mask
+      while true {
+        let slot = slots[index]
+        if slot == 0 { return nil }
+        if UInt32(truncatingIfNeeded: slot >> 32) == tag {
+          let id = Int(UInt32(truncatingIfNeeded: slot)) - 1
+          if equals(id, bytes) { return UInt32(id) }
+        }
+        index = (index + 1) & mask
+      }
     }
   }
 
   /// Adds `bytes`, which must not be present, and returns its new id.
   mutating func insert(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+    insert(bytes, tag: Self.tag(bytes))
+  }
+
+  private mutating func insert(_ bytes: UnsafeRawBufferPointer, tag: UInt32) -> UInt32 {
     precondition(count < Self.countMax, "string table full")
-    if (count + 1) * 4 > slots.count * 3 { grow() }
+    if count + 1 > slots.count / 4 * 3 { grow() }
     let id = count
     arena.append(contentsOf: bytes)
     ends.append(arena.count)
-    place(id, hash: Self.hash(bytes))
+    place(Self.slot(tag: tag, id: id))
     return UInt32(id)
   }
 
-  /// The id of `bytes`, inserting it if absent.
+  /// The id of `bytes`, inserting it if absent (hashing it once).
   mutating func intern(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-    if let id = find(bytes) { return id }
-    return insert(bytes)
+    let tag = Self.tag(bytes)
+    if let id = find(bytes, tag: tag) { return id }
+    return insert(bytes, tag: tag)
   }
 
   /// Calls `body` with the bytes of string `id`.
@@ -78,7 +159,7 @@ struct StringTable {
   /// Approximate heap bytes held.
   var memoryBytes: Int {
     arena.capacity + ends.capacity * MemoryLayout<Int>.stride
-      + slots.capacity * MemoryLayout<UInt32>.stride
+      + slots.capacity * MemoryLayout<UInt64>.stride
   }
 
   private func equals(_ id: Int, _ bytes: UnsafeRawBufferPointer) -> Bool {
@@ -90,27 +171,57 @@ struct StringTable {
     }
   }
 
-  private mutating func place(_ id: Int, hash: Int) {
-    var index = hash & mask
-    while slots[index] != 0 { index = (index + 1) & mask }
-    slots[index] = UInt32(id + 1)
+  private static func slot(tag: UInt32, id: Int) -> UInt64 {
+    UInt64(tag) << 32 | UInt64(id + 1)
   }
 
-  private mutating func grow() {
-    let size = slots.count * 2
-    slots = [UInt32](repeating: 0, count: size)
-    mask = size - 1
-    for id in 0..<count {
-      let hash = withBytes(of: UInt32(id)) { Self.hash($0) }
-      place(id, hash: hash)
+  private mutating func place(_ slot: UInt64) {
+    let mask = self.mask
+    slots.withUnsafeMutableBufferPointer { slots in
+      var index = Int(slot >> 32) & mask
+      while slots[index] != 0 { index = (index + 1) & mask }
+      slots[index] = slot
     }
   }
 
-  private static func hash(_ bytes: UnsafeRawBufferPointer) -> Int {
+  /// Doubles the slot array and re-places every slot by its tag (no string is hashed again).
+  private mutating func grow() {
+    let old = slots
+    let size = slots.count * 2
+    slots = Self.emptySlots(size)
+    mask = size - 1
+    for slot in old where slot != 0 { place(slot) }
+  }
+
+  /// A zeroed slot array. Tables of millions of strings are probed at random, one TLB miss per
+  /// probe with 4 KiB pages; so large arrays ask the kernel for transparent huge pages before
+  /// they are first touched (Linux `madvise(MADV_HUGEPAGE)`; a hint the kernel may ignore).
+  private static func emptySlots(_ count: Int) -> [UInt64] {
+    [UInt64](unsafeUninitializedCapacity: count) { buffer, initialized in
+      adviseHugePages(UnsafeMutableRawBufferPointer(buffer))
+      buffer.initialize(repeating: 0)
+      initialized = count
+    }
+  }
+
+  private static func tag(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
     var hasher = Hasher()
     hasher.combine(bytes: bytes)
-    return hasher.finalize()
+    return UInt32(truncatingIfNeeded: hasher.finalize())
   }
+}
+
+/// Asks for transparent huge pages over the 2 MiB-aligned part of `buffer` if it spans at least
+/// one huge page. Only a hint: errors are ignored.
+func adviseHugePages(_ buffer: UnsafeMutableRawBufferPointer) {
+  #if os(Linux)
+    let hugePage = 2 << 20
+    guard let base = buffer.baseAddress, buffer.count >= 2 * hugePage else { return }
+    let start = (Int(bitPattern: base) + hugePage - 1) & ~(hugePage - 1)
+    let end = (Int(bitPattern: base) + buffer.count) & ~(hugePage - 1)
+    guard end > start, let pointer = UnsafeMutableRawPointer(bitPattern: start) else { return }
+    _ = madvise(pointer, end - start, MADV_HUGEPAGE)
+  #endif
 }
 
 extension String {

@@ -56,6 +56,8 @@ struct Engine {
       return .claims(results)
     case .read(let read):
       return self.read(read)
+    case .snapshot:
+      preconditionFailure("the writer thread handles snapshot requests itself")
     case .close:
       return .done
     }

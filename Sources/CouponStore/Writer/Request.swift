@@ -10,6 +10,9 @@ enum Request: Sendable {
   case claimCode(code: String, user: String?, RequestTag?)
   case claimBatch([(campaign: String, user: String?, tag: RequestTag?)])
   case read(ReadRequest)
+  /// Take a snapshot now: handled by the writer thread itself (it seals the log and hands the
+  /// boundary to the snapshotter, which answers once the snapshot is durable).
+  case snapshot
   case close
 }
 
@@ -37,6 +40,7 @@ enum Reply: Sendable {
   case coupons([Coupon])
   case coupon(Coupon?)
   case statistics(StoreStatistics)
+  case snapshot(CouponStore.SnapshotInfo)
   case done
   case failure(CouponStoreError)
 }

@@ -23,18 +23,23 @@ import Synchronization
 
 /// The writer thread, the syncer thread, and the queues between callers and them.
 ///
-/// `@unchecked Sendable`: `engine` is touched only by the writer thread (and by `init` before the
-/// thread starts); everything shared is behind `queue` or `commit` (both `Mutex`) or is immutable.
+/// `@unchecked Sendable`: `engine` and `logBytesSinceSnapshot` are touched only by the writer
+/// thread (and by `init` before the thread starts); everything shared is behind `queue` or `commit`
+/// (both `Mutex`) or is immutable.
 final class Writer: @unchecked Sendable {
   struct Limits: Sendable {
     var batchRecordsMax: Int
     var batchBytesMax: Int
     var synchronous: Bool
+    /// Log bytes after which a snapshot is started automatically; 0: never.
+    var snapshotLogBytes: Int = 0
   }
 
   private struct Queue {
     var pending: [Envelope] = []
     var spare: [Envelope] = []
+    /// Segment deletions the snapshotter asked for (handled before the next batch).
+    var removals: [SegmentRemoval] = []
     var writerSleeping = false
     var closed = false
   }
@@ -56,11 +61,20 @@ final class Writer: @unchecked Sendable {
   private let limits: Limits
   private let clock: @Sendable () -> Date
   private var engine: Engine
+  private let snapshotter: Snapshotter
+  /// Log bytes written since the last snapshot's roll (or, at open, replayed after the snapshot
+  /// recovery started from).
+  private var logBytesSinceSnapshot: Int64
 
-  init(engine: Engine, limits: Limits, clock: @escaping @Sendable () -> Date) {
+  init(
+    engine: Engine, limits: Limits, clock: @escaping @Sendable () -> Date,
+    snapshotter: Snapshotter, logBytesSinceSnapshot: Int64
+  ) {
     self.engine = engine
     self.limits = limits
     self.clock = clock
+    self.snapshotter = snapshotter
+    self.logBytesSinceSnapshot = logBytesSinceSnapshot
     self.commit = Mutex(
       Commit(
         machine: GroupCommit(durableSequence: engine.lastAppended),
@@ -113,7 +127,9 @@ final class Writer: @unchecked Sendable {
   private func runWriter() {
     var completions: [Completion] = []
     while true {
-      let batch = takeBatch()
+      let (batch, removals) = takeBatch()
+      for removal in removals { remove(removal) }
+      if batch.isEmpty { continue }
       if let failure = self.failure {
         // Stopped (fail-stop): decide nothing more, write nothing more.
         let error = Self.stoppedError(failure)
@@ -137,6 +153,11 @@ final class Writer: @unchecked Sendable {
         if case .close = envelope.request {
           closing = true
         }
+        if case .snapshot = envelope.request {
+          flushAndSubmit(&completions)
+          startSnapshot(waiter: envelope.continuation)
+          continue
+        }
         let reply = engine.handle(envelope.request, now: now)
         completions.append(Completion(continuation: envelope.continuation, reply: reply))
         if engine.log.bufferedBytes >= limits.batchBytesMax {
@@ -148,28 +169,100 @@ final class Writer: @unchecked Sendable {
         finishClosing()
         return
       }
+      if limits.snapshotLogBytes > 0, logBytesSinceSnapshot >= Int64(limits.snapshotLogBytes),
+        snapshotter.isIdle
+      {
+        startSnapshot(waiter: nil)
+      }
+    }
+  }
+
+  // MARK: Snapshots
+
+  /// Seals the log written so far (rolls the segment; the batch was flushed) and hands its last
+  /// sequence to the snapshotter, which builds the snapshot on its own thread. O(1) here.
+  ///
+  /// Durability: the roll `fdatasync`s the segment, so every record through the boundary is
+  /// durable before the snapshotter reads it. A failed roll stops the store like any failed log
+  /// sync.
+  private func startSnapshot(waiter: UnsafeContinuation<Reply, Never>?) {
+    if let failure = self.failure {
+      waiter?.resume(returning: .failure(Self.stoppedError(failure)))
+      return
+    }
+    do {
+      try engine.log.rollSegment()
+    } catch {
+      let storeError = CouponStoreError.io(error, while: "sealing the log for a snapshot")
+      let actions = commit.withLock { $0.machine.stop(storeError) }
+      perform(actions)
+      waiter?.resume(returning: .failure(Self.stoppedError(storeError)))
+      return
+    }
+    logBytesSinceSnapshot = 0
+    snapshotter.enqueue(boundary: engine.lastAppended, waiter: waiter)
+  }
+
+  /// Asks the writer thread to delete the log segments whose records all lie at or below
+  /// `sequence`, and waits until it did. For the snapshotter thread, once two durable snapshots
+  /// cover them. Returns the error if the deletion failed (the store goes on: a segment that
+  /// outlives its snapshots is only disk space) or `closed` if the writer is gone.
+  func removeSegments(coveredThrough sequence: UInt64) -> CouponStoreError? {
+    let removal = SegmentRemoval(through: sequence)
+    let (accepted, wake) = queue.withLock { queue -> (Bool, Bool) in
+      if queue.closed { return (false, false) }
+      queue.removals.append(removal)
+      guard queue.writerSleeping else { return (true, false) }
+      queue.writerSleeping = false
+      return (true, true)
+    }
+    guard accepted else { return .closedError }
+    if wake { writerWake.signal() }
+    removal.done.wait()
+    return removal.error
+  }
+
+  private func remove(_ removal: SegmentRemoval) {
+    if let failure = self.failure {
+      removal.finish(Self.stoppedError(failure))
+      return
+    }
+    do {
+      // Durability point: the deletions are durable once removeSegments' directory sync returns.
+      try engine.log.removeSegments(coveredThrough: removal.through)
+      removal.finish(nil)
+    } catch {
+      removal.finish(.io(error, while: "deleting log segments covered by snapshots"))
     }
   }
 
   /// Refuses everything still queued and tells the syncer to exit once idle.
   private func finishClosing() {
-    let leftovers = queue.withLock { queue -> [Envelope] in
+    let (leftovers, removals) = queue.withLock { queue -> ([Envelope], [SegmentRemoval]) in
       queue.closed = true
-      defer { queue.pending.removeAll() }
-      return queue.pending
+      defer {
+        queue.pending.removeAll()
+        queue.removals.removeAll()
+      }
+      return (queue.pending, queue.removals)
     }
     for envelope in leftovers {
       envelope.continuation.resume(returning: .failure(.closedError))
     }
+    for removal in removals { removal.finish(.closedError) }
     commit.withLock { $0.syncerStopping = true }
     syncerWake.signal()
   }
 
-  /// Takes up to `batchRecordsMax` requests, sleeping while there are none.
-  private func takeBatch() -> [Envelope] {
+  /// Takes up to `batchRecordsMax` requests and the segment deletions asked for, sleeping while
+  /// there is neither.
+  private func takeBatch() -> ([Envelope], [SegmentRemoval]) {
     while true {
-      let taken = queue.withLock { queue -> [Envelope]? in
+      let taken = queue.withLock { queue -> ([Envelope], [SegmentRemoval])? in
+        let removals = queue.removals
+        queue.removals.removeAll()
         if queue.pending.isEmpty {
+          if !removals.isEmpty { return ([], removals) }
           queue.writerSleeping = true
           return nil
         }
@@ -177,11 +270,11 @@ final class Writer: @unchecked Sendable {
           var taken = queue.spare
           swap(&taken, &queue.pending)
           queue.spare = []
-          return taken
+          return (taken, removals)
         }
         let taken = Array(queue.pending.prefix(limits.batchRecordsMax))
         queue.pending.removeFirst(limits.batchRecordsMax)
-        return taken
+        return (taken, removals)
       }
       if let taken { return taken }
       writerWake.wait()
@@ -195,7 +288,9 @@ final class Writer: @unchecked Sendable {
   private func flushAndSubmit(_ completions: inout [Completion]) {
     let actions: [GroupCommit<Completion>.Action]
     do {
+      let bytes = engine.log.bufferedBytes
       let flushed = try engine.log.flush()
+      logBytesSinceSnapshot += Int64(bytes)
       let through = engine.lastAppended
       let segment = flushed?.segment
       actions = commit.withLock { commit in
@@ -279,5 +374,25 @@ final class Writer: @unchecked Sendable {
         + "recover from disk. Cause: " + storeError.message
     }
     return storeError
+  }
+}
+
+/// A segment deletion asked of the writer thread by the snapshotter thread, which waits on
+/// `done`.
+///
+/// `@unchecked Sendable`: `error` is written once by the writer thread before it signals `done`,
+/// and read by the snapshotter only after `done.wait()` returned.
+final class SegmentRemoval: @unchecked Sendable {
+  let through: UInt64
+  let done = DispatchSemaphore(value: 0)
+  private(set) var error: CouponStoreError?
+
+  init(through: UInt64) {
+    self.through = through
+  }
+
+  func finish(_ error: CouponStoreError?) {
+    self.error = error
+    done.signal()
   }
 }
