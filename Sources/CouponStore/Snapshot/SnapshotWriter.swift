@@ -215,16 +215,13 @@ extension StoreState {
         writer.appendVarint(UInt64(campaign.available.count))
       }
     }
-    for campaign in campaigns {
-      try Self.writeDeltas(campaign.issueOrder, section: .issueOrder, to: &out)
-    }
-    for campaign in campaigns {
-      try Self.writeDeltas(campaign.available, section: .available, to: &out)
-    }
+    try Self.writeDeltas(campaigns.lazy.map(\.issueOrder), section: .issueOrder, to: &out)
+    try Self.writeDeltas(campaigns.lazy.map(\.available), section: .available, to: &out)
     try Self.writeStrings(codes, section: .codes, to: &out)
     try writeCoupons(to: &out)
     try Self.writeStrings(users, section: .users, to: &out)
-    try Self.writeDeltas(userHeads.map { $0 &+ 1 }, section: .userHeads, to: &out)
+    try Self.writeDeltas(
+      CollectionOfOne(userHeads.map { $0 &+ 1 }), section: .userHeads, to: &out)
     for coupon in lockExpiry.keys.sorted() {
       try out.record(.locks) { writer, _ in
         writer.appendVarint(UInt64(coupon))
@@ -289,18 +286,21 @@ extension StoreState {
   /// elements on disk; grouping them only saves calls).
   static let elementsPerRecord = 1_024
 
-  /// An array of `UInt32` as zig-zag deltas, the base restarting at 0 in every block.
+  /// Arrays of `UInt32`, concatenated, as zig-zag deltas; the base runs on from one array to
+  /// the next and restarts at 0 in every block.
   static func writeDeltas(
-    _ values: [UInt32], section: SnapshotSection, to out: inout SnapshotBlockWriter
+    _ arrays: some Sequence<[UInt32]>, section: SnapshotSection, to out: inout SnapshotBlockWriter
   ) throws {
     var previous: Int64 = 0
-    try values.withUnsafeBufferPointer { values in
-      for start in stride(from: 0, to: values.count, by: elementsPerRecord) {
-        try out.record(section) { writer, blockStart in
-          if blockStart { previous = 0 }
-          for value in values[start..<min(start + elementsPerRecord, values.count)] {
-            writer.appendVarint(EventCoder.zigzag(Int64(value) - previous))
-            previous = Int64(value)
+    for array in arrays {
+      try array.withUnsafeBufferPointer { values in
+        for start in stride(from: 0, to: values.count, by: elementsPerRecord) {
+          try out.record(section) { writer, blockStart in
+            if blockStart { previous = 0 }
+            for value in values[start..<min(start + elementsPerRecord, values.count)] {
+              writer.appendVarint(EventCoder.zigzag(Int64(value) - previous))
+              previous = Int64(value)
+            }
           }
         }
       }
