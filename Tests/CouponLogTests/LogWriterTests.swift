@@ -236,3 +236,38 @@ import Testing
     #expect(records.map(\.payload) == [big, []])
   }
 }
+
+@Suite struct LogWriterRollTests {
+  @Test func rollSegmentSealsTheRecordsSoFarAndStartsTheNextSegment() throws {
+    let directory = try TestDirectory()
+    let writer = try LogWriter(
+      fileSystem: RealFileSystem(), directory: directory.path, nextSequence: 1)
+    for index in 0..<10 { writer.append(type: 1) { $0.appendBytes(testPayload(index)) } }
+    _ = try writer.flush()
+    try writer.rollSegment()
+    #expect(writer.currentSegment.firstSequence == 11)
+    #expect(writer.segmentCount == 2)
+    // An empty segment is not rolled again.
+    try writer.rollSegment()
+    #expect(writer.segmentCount == 2)
+    writer.append(type: 1) { $0.appendBytes(testPayload(10)) }
+    _ = try writer.flush()
+    // A reader that stops at the boundary sees the sealed segment only.
+    let (report, records) = try recoverRecords(
+      in: directory.path, options: RecoveryOptions(readOnly: true, throughSequence: 10))
+    #expect(records.map(\.sequence) == Array(1...10))
+    #expect(report.lastSequence == 10)
+    #expect(report.segments == [directory.file("log-00000000000000000001.seg")])
+  }
+
+  @Test func throughSequenceStopsInsideASegment() throws {
+    let directory = try TestDirectory()
+    try writeRecords(in: directory.path, count: 30)
+    let (report, records) = try recoverRecords(
+      in: directory.path,
+      options: RecoveryOptions(afterSequence: 5, readOnly: true, throughSequence: 12))
+    #expect(records.map(\.sequence) == Array(6...12))
+    #expect(report.lastSequence == 12)
+    #expect(report.tornTail == nil)
+  }
+}
