@@ -77,7 +77,9 @@ struct StateDump: Equatable {
     history = state.history
     staged = state.stagedUploads.mapValues { StagedDump(campaign: $0.campaign, codes: $0.codes) }
     requests = state.requestOrder[state.requestOrderHead...].compactMap { id in
-      state.requests[id].map { RequestDump(id: id, fingerprint: $0.fingerprint, outcome: $0.outcome) }
+      state.requests[id].map {
+        RequestDump(id: id, fingerprint: $0.fingerprint, outcome: $0.outcome)
+      }
     }
     lastSequence = state.lastSequence
     let codeTable = state.codes
@@ -204,9 +206,9 @@ final class CrashingFileSystem: FileSystem, @unchecked Sendable {
   }
 
   /// Checks whether this call crashes (or comes after a crash).
-  private func check(_ syscall: String, _ path: String, crashesAt point: Point?) throws(
-    SystemCallError
-  ) {
+  private func check(_ syscall: String, _ path: String, crashesAt point: Point?)
+    throws(SystemCallError)
+  {
     let fail = lock.withLock { () -> Bool in
       if dead { return true }
       if let point, point == armed {
@@ -236,7 +238,10 @@ final class CrashingFileSystem: FileSystem, @unchecked Sendable {
     let path = path(fd)
     var point: Point?
     if path.hasSuffix(".tmp") {
-      point = .snapshotWrite(lock.withLock { snapshotWrites += 1; return snapshotWrites })
+      point = .snapshotWrite(
+        lock.withLock {
+          snapshotWrites += 1; return snapshotWrites
+        })
     }
     try check("pwrite", path, crashesAt: point)
     try real.write(fd, bytes, at: offset)
@@ -274,7 +279,10 @@ final class CrashingFileSystem: FileSystem, @unchecked Sendable {
   func removeFile(_ path: String) throws(SystemCallError) {
     var point: Point?
     if (path as NSString).lastPathComponent.hasPrefix("log-") {
-      point = .segmentRemoval(lock.withLock { segmentRemovals += 1; return segmentRemovals })
+      point = .segmentRemoval(
+        lock.withLock {
+          segmentRemovals += 1; return segmentRemovals
+        })
     }
     try check("unlink", path, crashesAt: point)
     try real.removeFile(path)

@@ -24,8 +24,7 @@ enum RichState {
       try state.replay(event, sequence: sequence)
       state.lastSequence = sequence
     }
-    func campaign(_ id: String, stock: Int, codes: CodeSourceRecord, limit: Int) -> CampaignRecord
-    {
+    func campaign(_ id: String, stock: Int, codes: CodeSourceRecord, limit: Int) -> CampaignRecord {
       CampaignRecord(
         id: id, name: "Campaign \(id) 봄", stock: stock, startsAt: time, endsAt: time + 86_400_000,
         perUserLimit: limit, redemptionsPerCoupon: 3, codes: codes, lockTimeoutMillis: 300_000,
@@ -121,7 +120,8 @@ struct SnapshotTests {
     #expect(SnapshotFile.sequence(fromName: name) == 4_711)
     #expect(SnapshotFile.isTemporary(SnapshotFile.temporaryName(sequence: 9)))
     for other in [
-      "snapshot-4711.snap", "snapshot-0000000000000000471x.snap", "snapshot-00000000000000004711.tmp",
+      "snapshot-4711.snap", "snapshot-0000000000000000471x.snap",
+      "snapshot-00000000000000004711.tmp",
       "log-00000000000000004711.seg", "snapshot-99999999999999999999.snap",
     ] {
       #expect(SnapshotFile.sequence(fromName: other) == nil)
@@ -140,11 +140,8 @@ struct SnapshotTests {
 
   @Test func largeSectionsSpanManyBlocksAndLongRecordsAreSplit() throws {
     let state = try RichState.large(codes: 12_000, historyEntries: 5_000, stagedCodes: 1_000)
-    let path = temporaryStorePath()
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    let (path, written) = try Self.writeInNewDirectory(state)
     defer { try? FileManager.default.removeItem(atPath: path) }
-    let written = try state.writeSnapshot(
-      directory: path, fileSystem: RealFileSystem(), createdAtMillis: 0)
     #expect(Self.blockOffsets(written.path).count > 4)
     let loaded = try StoreState.loadSnapshot(
       path: written.path, fileSystem: RealFileSystem(), requestWindow: 10_000)
@@ -155,11 +152,8 @@ struct SnapshotTests {
 
   @Test func flippedBitIsLocatedAtItsBlock() throws {
     let state = try RichState.large(codes: 12_000, historyEntries: 10, stagedCodes: 10)
-    let path = temporaryStorePath()
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    let (path, written) = try Self.writeInNewDirectory(state)
     defer { try? FileManager.default.removeItem(atPath: path) }
-    let written = try state.writeSnapshot(
-      directory: path, fileSystem: RealFileSystem(), createdAtMillis: 0)
     // The largest block: one in the middle of the codes section.
     let offsets = Self.blockOffsets(written.path)
     let sizes = zip(offsets, offsets.dropFirst()).map { $1 - $0 }
@@ -171,11 +165,8 @@ struct SnapshotTests {
 
   @Test func truncatedOrExtendedSnapshotIsDamaged() throws {
     let state = try RichState.build(claims: 50)
-    let path = temporaryStorePath()
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    let (path, written) = try Self.writeInNewDirectory(state)
     defer { try? FileManager.default.removeItem(atPath: path) }
-    let written = try state.writeSnapshot(
-      directory: path, fileSystem: RealFileSystem(), createdAtMillis: 0)
     let original = try Data(contentsOf: URL(fileURLWithPath: written.path))
     // Cut just after a block boundary: every block verifies, but the end block is missing.
     let lastBlock = Self.blockOffsets(written.path).last!
@@ -198,8 +189,7 @@ struct SnapshotTests {
   @Test func stateAfterSnapshotAndReopenEqualsFullLogReplay() async throws {
     let path = temporaryStorePath()
     defer { try? FileManager.default.removeItem(atPath: path) }
-    var options = CouponStore.Options()
-    options.snapshotLogBytes = 0
+    let options = Self.manual
     let store = try await CouponStore.open(directory: path, options: options)
     let reads1 = try await Self.populate(store, round: 1)
     let info = try await store.snapshot()
@@ -264,7 +254,8 @@ struct SnapshotTests {
     #expect(statistics.lastSnapshotError == nil)
     try await store.close()
     let recovered = try StateLoader.recovered(path)
-    #expect(Set((0..<recovered.codes.count).map { recovered.codes.string(of: UInt32($0)) }) == Set(codes))
+    #expect(
+      Set((0..<recovered.codes.count).map { recovered.codes.string(of: UInt32($0)) }) == Set(codes))
     #expect(recovered.invariantViolations() == [])
     #expect(try StoreFiles.snapshots(path).count <= 2)
   }
@@ -274,8 +265,7 @@ struct SnapshotTests {
   @Test func segmentsAreDeletedOnlyOnceTwoSnapshotsCoverThem() async throws {
     let path = temporaryStorePath()
     defer { try? FileManager.default.removeItem(atPath: path) }
-    var options = CouponStore.Options()
-    options.snapshotLogBytes = 0
+    let options = Self.manual
     let store = try await CouponStore.open(directory: path, options: options)
     _ = try await store.createCampaign(CampaignSpec(id: "c", name: "c", stock: 10_000))
     func claims(_ range: Range<Int>) async throws {
@@ -380,8 +370,7 @@ struct SnapshotTests {
   @Test func damagedOnlySnapshotFallsBackToTheWholeLog() async throws {
     let path = temporaryStorePath()
     defer { try? FileManager.default.removeItem(atPath: path) }
-    var options = CouponStore.Options()
-    options.snapshotLogBytes = 0
+    let options = Self.manual
     let store = try await CouponStore.open(directory: path, options: options)
     _ = try await Self.populate(store, round: 1)
     let only = try await store.snapshot()
@@ -409,10 +398,7 @@ struct SnapshotTests {
     for undoRename in point == .directorySyncAfterSnapshotRename ? [false, true] : [false] {
       let path = temporaryStorePath()
       defer { try? FileManager.default.removeItem(atPath: path) }
-      let crashing = CrashingFileSystem()
-      var options = CouponStore.Options()
-      options.fileSystem = crashing
-      options.snapshotLogBytes = 0
+      let (crashing, options) = Self.crashingOptions()
       // Snapshot A, then two segments of claims (a reopen starts a new segment), snapshot B, more
       // claims: the crashing snapshot C deletes A and the two segments between A and B.
       var store = try await CouponStore.open(directory: path, options: options)
@@ -447,10 +433,7 @@ struct SnapshotTests {
   @Test func failedSnapshotSyncFailsTheSnapshotButNotTheStore() async throws {
     let path = temporaryStorePath()
     defer { try? FileManager.default.removeItem(atPath: path) }
-    let crashing = CrashingFileSystem()
-    var options = CouponStore.Options()
-    options.fileSystem = crashing
-    options.snapshotLogBytes = 0
+    let (crashing, options) = Self.crashingOptions()
     let store = try await CouponStore.open(directory: path, options: options)
     _ = try await Self.populate(store, round: 1)
     crashing.failSnapshotSync(true)
@@ -477,8 +460,7 @@ struct SnapshotTests {
   @Test func closingDuringASnapshotLeavesNoUnfinishedFile() async throws {
     let path = temporaryStorePath()
     defer { try? FileManager.default.removeItem(atPath: path) }
-    var options = CouponStore.Options()
-    options.snapshotLogBytes = 0
+    let options = Self.manual
     let store = try await CouponStore.open(directory: path, options: options)
     _ = try await Self.populate(store, round: 1)
     let snapshot = Task { try await store.snapshot() }
@@ -529,14 +511,35 @@ struct SnapshotTests {
 
   // MARK: Helpers
 
-  /// Writes `state` as a snapshot in a fresh directory and loads it back.
-  static func roundTrip(_ state: StoreState) throws -> StoreState {
+  /// Options without automatic snapshots: every snapshot in the test is asked for.
+  static var manual: CouponStore.Options {
+    var options = CouponStore.Options()
+    options.snapshotLogBytes = 0
+    return options
+  }
+
+  /// Options with a crash switch in the file system and no automatic snapshots.
+  static func crashingOptions() -> (CrashingFileSystem, CouponStore.Options) {
+    let crashing = CrashingFileSystem()
+    var options = manual
+    options.fileSystem = crashing
+    return (crashing, options)
+  }
+
+  /// Writes `state` as a snapshot in a new directory (the caller removes it).
+  static func writeInNewDirectory(_ state: StoreState) throws -> (String, WrittenSnapshot) {
     let path = temporaryStorePath()
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: path) }
     let written = try state.writeSnapshot(
       directory: path, fileSystem: RealFileSystem(), createdAtMillis: 1)
-    #expect(written.path.hasSuffix(SnapshotFile.name(sequence: state.lastSequence)))
+    #expect(written.path == path + "/" + SnapshotFile.name(sequence: state.lastSequence))
+    return (path, written)
+  }
+
+  /// Writes `state` as a snapshot in a new directory and loads it back.
+  static func roundTrip(_ state: StoreState) throws -> StoreState {
+    let (path, written) = try writeInNewDirectory(state)
+    defer { try? FileManager.default.removeItem(atPath: path) }
     return try StoreState.loadSnapshot(
       path: written.path, fileSystem: RealFileSystem(), requestWindow: state.requestWindow)
   }
@@ -642,8 +645,7 @@ struct SnapshotTests {
   static func storeWithTwoSnapshots(_ path: String) async throws -> (
     CouponStore.SnapshotInfo, CouponStore.SnapshotInfo
   ) {
-    var options = CouponStore.Options()
-    options.snapshotLogBytes = 0
+    let options = Self.manual
     let store = try await CouponStore.open(directory: path, options: options)
     _ = try await populate(store, round: 1)
     let a = try await store.snapshot()

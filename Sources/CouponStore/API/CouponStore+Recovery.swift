@@ -33,15 +33,18 @@ extension CouponStore {
   }
 
   /// Replays every log record after `state.lastSequence` (the snapshot it was loaded from, or 0)
-  /// into `state`, adding the bytes of the frames replayed to `replayedBytes`.
+  /// into `state`, adding the bytes of the frames replayed to `replayedBytes`. With
+  /// `throughSequence` (read-only), only the records up to it, from the segments that start at or
+  /// before it.
   static func replayLog(
-    directory: String, options: Options, readOnly: Bool = false, into state: inout StoreState,
-    replayedBytes: inout Int64
+    directory: String, options: Options, readOnly: Bool = false,
+    throughSequence: UInt64 = .max, into state: inout StoreState, replayedBytes: inout Int64
   ) throws(CouponStoreError) -> RecoveryReport {
     var recoveryOptions = RecoveryOptions()
     recoveryOptions.salvage = options.salvage && !readOnly
     recoveryOptions.readOnly = readOnly
     recoveryOptions.afterSequence = state.lastSequence
+    recoveryOptions.throughSequence = throughSequence
     let progress = options.openProgress
     do {
       return try recoverLog(

@@ -120,45 +120,22 @@ enum SnapshotFile {
 
   /// `snapshot-<sequence, 20 digits>.snap`.
   static func name(sequence: UInt64) -> String {
-    prefix + digits(sequence) + suffix
+    SequenceFileName.make(prefix: prefix, sequence, suffix: suffix)
   }
 
   /// `snapshot-<sequence, 20 digits>.tmp`: where the file is written before it is renamed.
   static func temporaryName(sequence: UInt64) -> String {
-    prefix + digits(sequence) + temporarySuffix
+    SequenceFileName.make(prefix: prefix, sequence, suffix: temporarySuffix)
   }
 
   /// The sequence a finished snapshot's name stands for, or `nil` if `name` is not exactly one.
   static func sequence(fromName name: String) -> UInt64? {
-    sequence(fromName: name, suffix: suffix)
+    SequenceFileName.sequence(in: name, prefix: prefix, suffix: suffix)
   }
 
   /// Whether `name` is a temporary snapshot file (a crash while writing leaves one).
   static func isTemporary(_ name: String) -> Bool {
-    sequence(fromName: name, suffix: temporarySuffix) != nil
-  }
-
-  private static func sequence(fromName name: String, suffix: String) -> UInt64? {
-    let utf8 = Array(name.utf8)
-    let prefixBytes = Array(prefix.utf8)
-    let suffixBytes = Array(suffix.utf8)
-    guard utf8.count == prefixBytes.count + 20 + suffixBytes.count,
-      utf8.starts(with: prefixBytes), utf8.suffix(suffixBytes.count).elementsEqual(suffixBytes)
-    else { return nil }
-    var value: UInt64 = 0
-    for byte in utf8[prefixBytes.count..<prefixBytes.count + 20] {
-      guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-      let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
-      let (sum, overflow2) = times10.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))
-      guard !overflow1, !overflow2 else { return nil }
-      value = sum
-    }
-    return value
-  }
-
-  private static func digits(_ sequence: UInt64) -> String {
-    let text = String(sequence)
-    return String(repeating: "0", count: 20 - text.count) + text
+    SequenceFileName.sequence(in: name, prefix: prefix, suffix: temporarySuffix) != nil
   }
 }
 

@@ -10,6 +10,7 @@
 // damaged, can make the store trap or loop later.
 
 import CouponLog
+import Dispatch
 
 /// Why a snapshot could not be loaded.
 enum SnapshotLoadError: Error {
@@ -236,7 +237,8 @@ struct PayloadCursor {
   mutating func u64() throws(SnapshotDecodeError) -> UInt64 {
     guard count - offset >= 8 else { throw SnapshotDecodeError("record cut short") }
     defer { offset += 8 }
-    return UInt64(littleEndian: base.unsafelyUnwrapped.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+    return UInt64(
+      littleEndian: base.unsafelyUnwrapped.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
   }
 
   /// `length` raw bytes, borrowed.
@@ -303,9 +305,9 @@ struct SnapshotDecoder {
   }
 
   /// Decodes one block of `section`.
-  mutating func decode(section raw: UInt16, payload: UnsafeRawBufferPointer) throws(
-    SnapshotDecodeError
-  ) {
+  mutating func decode(section raw: UInt16, payload: UnsafeRawBufferPointer)
+    throws(SnapshotDecodeError)
+  {
     guard let kind = SnapshotSection(rawValue: raw), kind != .end else {
       throw SnapshotDecodeError("unknown section \(raw) (written by a newer version?)")
     }
@@ -399,9 +401,8 @@ struct SnapshotDecoder {
     declaredAvailable.append(available)
   }
 
-  private mutating func decodeIssueOrder(_ cursor: inout PayloadCursor) throws(
-    SnapshotDecodeError
-  ) {
+  private mutating func decodeIssueOrder(_ cursor: inout PayloadCursor) throws(SnapshotDecodeError)
+  {
     var previous: Int64 = 0
     while !cursor.isAtEnd {
       while issueCampaign < declaredIssued.count
@@ -417,8 +418,7 @@ struct SnapshotDecoder {
     }
   }
 
-  private mutating func decodeAvailable(_ cursor: inout PayloadCursor) throws(SnapshotDecodeError)
-  {
+  private mutating func decodeAvailable(_ cursor: inout PayloadCursor) throws(SnapshotDecodeError) {
     var previous: Int64 = 0
     while !cursor.isAtEnd {
       while availableCampaign < declaredAvailable.count
@@ -437,9 +437,9 @@ struct SnapshotDecoder {
 
   /// The value after `previous` in a delta-encoded `UInt32` stream.
   @inline(__always)
-  private static func nextDelta(_ cursor: inout PayloadCursor, _ previous: Int64) throws(
-    SnapshotDecodeError
-  ) -> Int64 {
+  private static func nextDelta(_ cursor: inout PayloadCursor, _ previous: Int64)
+    throws(SnapshotDecodeError) -> Int64
+  {
     let value = previous &+ EventCoder.unzigzag(try cursor.varint())
     guard value >= 0, value <= Int64(UInt32.max) else {
       throw SnapshotDecodeError("id \(value) out of range")
@@ -487,8 +487,7 @@ struct SnapshotDecoder {
     }
   }
 
-  private mutating func decodeUserHeads(_ cursor: inout PayloadCursor) throws(SnapshotDecodeError)
-  {
+  private mutating func decodeUserHeads(_ cursor: inout PayloadCursor) throws(SnapshotDecodeError) {
     var previous: Int64 = 0
     while !cursor.isAtEnd {
       previous = try Self.nextDelta(&cursor, previous)
@@ -556,8 +555,11 @@ struct SnapshotDecoder {
 
   // MARK: Whole-state checks
 
-  /// Checks the decoded state as a whole, builds the indexes, and returns it.
-  mutating func finish(lastSequence: UInt64) throws(SnapshotDecodeError) -> StoreState {
+  /// Checks the decoded state as a whole, builds the indexes, and returns it. With `parallel`,
+  /// the code and user tables are indexed on two cores at once.
+  mutating func finish(lastSequence: UInt64, parallel: Bool) throws(SnapshotDecodeError)
+    -> StoreState
+  {
     let counts = try counts
     func expect(_ found: Int, _ declared: Int, _ what: String) throws(SnapshotDecodeError) {
       guard found == declared else {
@@ -583,20 +585,39 @@ struct SnapshotDecoder {
     try checkCoupons()
     try checkUserLists()
     try checkReferences()
-    guard let codes = StringTable(arena: codeArena, ends: codeEnds) else {
-      throw SnapshotDecodeError("a code occurs twice")
-    }
+    let (codes, users) = Self.buildTables(
+      (codeArena, codeEnds), (userArena, userEnds), parallel: parallel)
     codeArena = []
     codeEnds = []
-    guard let users = StringTable(arena: userArena, ends: userEnds) else {
-      throw SnapshotDecodeError("a user id occurs twice")
-    }
     userArena = []
     userEnds = []
+    guard let codes else { throw SnapshotDecodeError("a code occurs twice") }
+    guard let users else { throw SnapshotDecodeError("a user id occurs twice") }
     state.codes = codes
     state.users = users
     state.lastSequence = lastSequence
     return state
+  }
+
+  /// Indexes two string tables, on two threads when `parallel`.
+  private static func buildTables(
+    _ first: ([UInt8], [Int]), _ second: ([UInt8], [Int]), parallel: Bool
+  ) -> (StringTable?, StringTable?) {
+    guard parallel else {
+      return (
+        StringTable(arena: first.0, ends: first.1), StringTable(arena: second.0, ends: second.1)
+      )
+    }
+    // Each iteration writes only its own element, and concurrentPerform returns after both.
+    nonisolated(unsafe) var tables: [StringTable?] = [nil, nil]
+    tables.withUnsafeMutableBufferPointer { tables in
+      nonisolated(unsafe) let results = tables
+      DispatchQueue.concurrentPerform(iterations: 2) { index in
+        let input = index == 0 ? first : second
+        results[index] = StringTable(arena: input.0, ends: input.1)
+      }
+    }
+    return (tables[0], tables[1])
   }
 
   /// Every coupon is in exactly one issue list or pool slot of its own campaign, in a state that
@@ -715,8 +736,9 @@ struct SnapshotDecoder {
 
 extension StoreState {
   /// Loads and checks the snapshot at `path`. `progress` gets bytes read and the file's size.
+  /// `parallel` lets the load use a second core (when opening; not in the background).
   static func loadSnapshot(
-    path: String, fileSystem: any FileSystem, requestWindow: Int,
+    path: String, fileSystem: any FileSystem, requestWindow: Int, parallel: Bool = false,
     progress: ((Int64, Int64) -> Void)? = nil
   ) throws(SnapshotLoadError) -> StoreState {
     var reader = try SnapshotBlockReader(fileSystem: fileSystem, path: path, progress: progress)
@@ -747,7 +769,7 @@ extension StoreState {
       payloadBefore += UInt64(block.payload.count)
     }
     do {
-      return try decoder.finish(lastSequence: reader.header.lastSequence)
+      return try decoder.finish(lastSequence: reader.header.lastSequence, parallel: parallel)
     } catch {
       throw reader.damaged(reader.position, "inconsistent state: \(error.reason)")
     }

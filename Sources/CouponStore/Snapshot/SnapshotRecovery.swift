@@ -30,9 +30,9 @@ struct RecoveredState {
 extension CouponStore {
   /// The finished snapshots of `directory`, newest first, and the temporary files a crash while
   /// writing one left behind.
-  static func listSnapshots(directory: String, fileSystem: any FileSystem) throws(
-    CouponStoreError
-  ) -> (snapshots: [SnapshotEntry], temporaries: [String]) {
+  static func listSnapshots(directory: String, fileSystem: any FileSystem) throws(CouponStoreError)
+    -> (snapshots: [SnapshotEntry], temporaries: [String])
+  {
     let names: [String]
     do {
       names = try fileSystem.contentsOfDirectory(directory)
@@ -76,6 +76,7 @@ extension CouponStore {
       do {
         state = try StoreState.loadSnapshot(
           path: entry.path, fileSystem: fileSystem, requestWindow: options.requestIDWindow,
+          parallel: true,
           progress: progress.map { report in
             { done, total in
               report(OpenProgress(bytesDone: done, bytesTotal: total, phase: .loadingSnapshot))
@@ -106,7 +107,8 @@ extension CouponStore {
         state: state, report: report, snapshot: entry, skipped: skipped,
         replayedBytes: replayedBytes)
     }
-    if let newest = skipped.first, try firstSegment(directory: directory, fileSystem: fileSystem) > 1
+    if let newest = skipped.first,
+      try firstSegment(directory: directory, fileSystem: fileSystem) > 1
     {
       let olderNote =
         skipped.count > 1
@@ -127,9 +129,9 @@ extension CouponStore {
   }
 
   /// The first sequence of the oldest log segment (`UInt64.max` if there is none).
-  static func firstSegment(directory: String, fileSystem: any FileSystem) throws(
-    CouponStoreError
-  ) -> UInt64 {
+  static func firstSegment(directory: String, fileSystem: any FileSystem) throws(CouponStoreError)
+    -> UInt64
+  {
     do {
       return try fileSystem.contentsOfDirectory(directory)
         .compactMap(SegmentFile.firstSequence(fromName:)).min() ?? .max

@@ -68,6 +68,8 @@ final class Snapshotter: @unchecked Sendable {
   let fileSystem: any FileSystem
   let requestWindow: Int
   let clock: @Sendable () -> Date
+  /// The store's options for replaying the sealed log (no progress reports, never salvage).
+  let replayOptions: CouponStore.Options
   /// The writer whose segments covered snapshots free. Set once, before ``start()``.
   weak var writer: Writer?
 
@@ -81,6 +83,10 @@ final class Snapshotter: @unchecked Sendable {
     self.fileSystem = options.fileSystem
     self.requestWindow = options.requestIDWindow
     self.clock = options.clock
+    var replayOptions = options
+    replayOptions.openProgress = nil
+    replayOptions.salvage = false
+    self.replayOptions = replayOptions
     self.control = Mutex(Control(latest: latest))
   }
 
@@ -213,7 +219,8 @@ final class Snapshotter: @unchecked Sendable {
         throw error
       }
       return .snapshot(
-        CouponStore.SnapshotInfo(path: written.path, sequence: written.sequence, bytes: written.bytes))
+        CouponStore.SnapshotInfo(
+          path: written.path, sequence: written.sequence, bytes: written.bytes))
     } catch let error as CouponStoreError {
       if error.code != .closed { control.withLock { $0.lastError = error } }
       return .failure(error)
@@ -225,25 +232,11 @@ final class Snapshotter: @unchecked Sendable {
   }
 
   /// Replays the sealed log records after `state.lastSequence` through `boundary` onto `state`.
-  private func fold(_ state: inout StoreState, through boundary: UInt64) throws {
-    let options = RecoveryOptions(
-      afterSequence: state.lastSequence, readOnly: true, throughSequence: boundary)
-    let report: RecoveryReport
-    do {
-      report = try recoverLog(fileSystem: fileSystem, directory: directory, options: options) {
-        record in
-        do {
-          try state.replay(type: record.type, payload: record.payload, sequence: record.sequence)
-        } catch let error as ReplayError {
-          throw CouponStoreError(
-            code: .corruption,
-            message: "log record \(record.sequence) cannot be applied while building a snapshot "
-              + "(\(error.reason))", path: record.path, offset: record.offset)
-        }
-      }
-    } catch let error as LogError {
-      throw CouponStoreError(logError: error)
-    }
+  private func fold(_ state: inout StoreState, through boundary: UInt64) throws(CouponStoreError) {
+    var replayedBytes: Int64 = 0
+    let report = try CouponStore.replayLog(
+      directory: directory, options: replayOptions, readOnly: true, throughSequence: boundary,
+      into: &state, replayedBytes: &replayedBytes)
     guard report.lastSequence == boundary, state.lastSequence == boundary else {
       throw CouponStoreError(
         code: .corruption,

@@ -45,33 +45,11 @@ struct StringTable {
   init?(arena: [UInt8], ends: [Int]) {
     guard ends.count <= Self.countMax, (ends.last ?? 0) == arena.count else { return nil }
     let size = Self.slotCount(for: ends.count)
-    let mask = size - 1
     var slots = Self.emptySlots(size)
     let built = arena.withUnsafeBytes { arena in
       ends.withUnsafeBufferPointer { ends in
-        slots.withUnsafeMutableBufferPointer { slots -> Bool in
-          func bytes(_ id: Int) -> UnsafeRawBufferPointer {
-            UnsafeRawBufferPointer(rebasing: arena[(id == 0 ? 0 : ends[id - 1])..<ends[id]])
-          }
-          var start = 0
-          for id in 0..<ends.count {
-            guard ends[id] >= start else { return false }
-            start = ends[id]
-            let string = bytes(id)
-            let tag = Self.tag(string)
-            var index = Int(tag) & mask
-            while slots[index] != 0 {
-              let slot = slots[index]
-              if UInt32(truncatingIfNeeded: slot >> 32) == tag,
-                bytes(Int(UInt32(truncatingIfNeeded: slot)) - 1).elementsEqual(string)
-              {
-                return false
-              }
-              index = (index + 1) & mask
-            }
-            slots[index] = Self.slot(tag: tag, id: id)
-          }
-          return true
+        slots.withUnsafeMutableBufferPointer { slots in
+          Self.place(arena: arena, ends: ends, into: slots)
         }
       }
     }
@@ -79,7 +57,73 @@ struct StringTable {
     self.arena = arena
     self.ends = ends
     self.slots = slots
-    self.mask = mask
+    self.mask = size - 1
+  }
+
+  /// Fills empty `slots` (a power of two) with every string of `arena`/`ends`; `false` if a
+  /// string occurs twice or the ends go backwards.
+  ///
+  /// Placing strings in id order would jump to a random slot per string: a cache and TLB miss
+  /// each, most of the time of loading a snapshot of millions. So the strings are hashed first
+  /// (reading the arena in order), bucketed by their home slot with a counting sort, and placed
+  /// bucket by bucket, walking the slot array once from start to end. Any insertion order gives
+  /// a valid linear-probing table.
+  private static func place(
+    arena: UnsafeRawBufferPointer, ends: UnsafeBufferPointer<Int>,
+    into slots: UnsafeMutableBufferPointer<UInt64>
+  ) -> Bool {
+    let count = ends.count
+    let mask = slots.count - 1
+    let bucketShift = 10
+    let bucketCount = (slots.count >> bucketShift) + 1
+    func bytes(_ id: Int) -> UnsafeRawBufferPointer {
+      UnsafeRawBufferPointer(rebasing: arena[(id == 0 ? 0 : ends[id - 1])..<ends[id]])
+    }
+    let tags = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: count)
+    // Slot values (tag and id) in bucket order, so that placing reads them sequentially.
+    let order = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: count)
+    let next = UnsafeMutableBufferPointer<Int>.allocate(capacity: bucketCount)
+    defer {
+      tags.deallocate()
+      order.deallocate()
+      next.deallocate()
+    }
+    next.initialize(repeating: 0)
+    var start = 0
+    for id in 0..<count {
+      guard ends[id] >= start else { return false }
+      start = ends[id]
+      let tag = Self.tag(bytes(id))
+      tags[id] = tag
+      next[(Int(tag) & mask) >> bucketShift] += 1
+    }
+    var total = 0
+    for bucket in 0..<bucketCount {
+      let size = next[bucket]
+      next[bucket] = total
+      total += size
+    }
+    for id in 0..<count {
+      let bucket = (Int(tags[id]) & mask) >> bucketShift
+      order[next[bucket]] = Self.slot(tag: tags[id], id: id)
+      next[bucket] += 1
+    }
+    for value in order {
+      let tag = UInt32(truncatingIfNeeded: value >> 32)
+      var index = Int(tag) & mask
+      while slots[index] != 0 {
+        let slot = slots[index]
+        if UInt32(truncatingIfNeeded: slot >> 32) == tag,
+          bytes(Int(UInt32(truncatingIfNeeded: slot)) - 1).elementsEqual(
+            bytes(Int(UInt32(truncatingIfNeeded: value)) - 1))
+        {
+          return false
+        }
+        index = (index + 1) & mask
+      }
+      slots[index] = value
+    }
+    return true
   }
 
   /// Calls `body` with all strings' bytes back to back and the offset just past each (string
