@@ -46,8 +46,9 @@ extension CouponStore {
     recoveryOptions.afterSequence = state.lastSequence
     recoveryOptions.throughSequence = throughSequence
     let progress = options.openProgress
+    var batcher = ReplayBatcher()
     do {
-      return try recoverLog(
+      let report = try recoverLog(
         fileSystem: options.fileSystem, directory: directory, options: recoveryOptions,
         progress: progress.map { report in
           { done, total in
@@ -56,18 +57,16 @@ extension CouponStore {
         }
       ) { record in
         replayedBytes += Int64(frameHeaderBytes + record.payload.count)
-        do {
-          try state.replay(type: record.type, payload: record.payload, sequence: record.sequence)
-        } catch let error as ReplayError {
-          throw CouponStoreError(
-            code: .corruption,
-            message: "log record \(record.sequence) cannot be applied (\(error.reason)); the "
-              + "data is damaged: restore a backup, or open with salvage to cut the log here",
-            path: record.path, offset: record.offset)
-        }
+        try batcher.add(record, to: &state)
       }
-    } catch let error as CouponStoreError {
-      throw error
+      try batcher.flush(into: &state)
+      return report
+    } catch let error as ReplayBatcher.Failure {
+      throw CouponStoreError(
+        code: .corruption,
+        message: "log record \(error.sequence) cannot be applied (\(error.reason)); the data is "
+          + "damaged: restore a backup, or open with salvage to cut the log here",
+        path: error.path, offset: error.offset)
     } catch let error as LogError {
       throw CouponStoreError(logError: error)
     } catch {

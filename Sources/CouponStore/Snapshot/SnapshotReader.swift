@@ -358,12 +358,12 @@ struct SnapshotDecoder {
     self.summary = summary
     // Reservations are bounded by the file's size, so a damaged count cannot exhaust memory.
     state.campaigns.reserveCapacity(min(summary.campaigns, fileBytes / 16))
-    state.coupons.reserveCapacity(min(summary.coupons, fileBytes / 7))
-    state.userHeads.reserveCapacity(min(summary.users, fileBytes))
-    codeEnds.reserveCapacity(min(summary.coupons, fileBytes))
-    userEnds.reserveCapacity(min(summary.users, fileBytes))
-    codeArena.reserveCapacity(min(summary.codeBytes, fileBytes))
-    userArena.reserveCapacity(min(summary.userBytes, fileBytes))
+    state.coupons.reserveLarge(min(summary.coupons, fileBytes / 7))
+    state.userHeads.reserveLarge(min(summary.users, fileBytes))
+    codeEnds.reserveLarge(min(summary.coupons, fileBytes))
+    userEnds.reserveLarge(min(summary.users, fileBytes))
+    codeArena.reserveLarge(min(summary.codeBytes, fileBytes))
+    userArena.reserveLarge(min(summary.userBytes, fileBytes))
   }
 
   private var counts: Summary {
@@ -395,8 +395,8 @@ struct SnapshotDecoder {
     guard issued <= fileBytes, available <= fileBytes else {
       throw SnapshotDecodeError("campaign \(record.id) declares more coupons than the file holds")
     }
-    state.campaigns[Int(index)].issueOrder.reserveCapacity(issued)
-    state.campaigns[Int(index)].available.reserveCapacity(available)
+    state.campaigns[Int(index)].issueOrder.reserveLarge(issued)
+    state.campaigns[Int(index)].available.reserveLarge(available)
     declaredIssued.append(issued)
     declaredAvailable.append(available)
   }
@@ -781,5 +781,22 @@ extension PayloadCursor {
   mutating func payloadU32() throws(SnapshotDecodeError) -> UInt32 {
     let raw = try bytes(4)
     return UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self))
+  }
+}
+
+extension Array {
+  /// Reserves room for `capacity` elements and, for a large reservation, asks for transparent
+  /// huge pages before any of it is touched: filling hundreds of megabytes page by page costs
+  /// one page fault per 4 KiB (most of the system time of loading a large snapshot).
+  mutating func reserveLarge(_ capacity: Int) {
+    reserveCapacity(capacity)
+    guard capacity * MemoryLayout<Element>.stride >= 4 << 20 else { return }
+    withUnsafeMutableBufferPointer { buffer in
+      guard let base = buffer.baseAddress else { return }
+      adviseHugePages(
+        UnsafeMutableRawBufferPointer(
+          start: UnsafeMutableRawPointer(base + buffer.count),
+          count: (capacity - buffer.count) * MemoryLayout<Element>.stride))
+    }
   }
 }

@@ -31,7 +31,11 @@ extension StoreState {
     try replay(event, sequence: sequence)
   }
 
-  private mutating func replayClaimed(_ payload: UnsafeRawBufferPointer) throws {
+  /// Applies a `claimed` record. `tags` are the code's and the user's ``StringTable/tag(_:)`` if
+  /// the caller computed them (``ReplayBatcher``); they must belong to this payload's strings.
+  mutating func replayClaimed(
+    _ payload: UnsafeRawBufferPointer, tags: (code: UInt32, user: UInt32)? = nil
+  ) throws {
     var reader = ByteReader(payload)
     do {
       let campaign = try reader.readVarint()
@@ -48,8 +52,9 @@ extension StoreState {
         throw ReplayError(
           reason: "claim beyond the stock of campaign \(campaigns[Int(index)].record.id)")
       }
+      let codeTag = tags?.code ?? StringTable.tag(codeBytes)
       guard !codeBytes.isEmpty, codeBytes.count <= CodeRules.codeBytesMax,
-        codes.find(codeBytes) == nil
+        codes.find(codeBytes, tag: codeTag) == nil
       else {
         throw ReplayError(reason: "claim with an empty, oversized or duplicate code")
       }
@@ -58,14 +63,15 @@ extension StoreState {
       }
       var user: UInt32?
       if !userBytes.isEmpty {
-        let id = users.intern(userBytes)
+        let id = users.intern(userBytes, tag: tags?.user ?? StringTable.tag(userBytes))
         if Int(id) == userHeads.count { userHeads.append(CouponRecord.none) }
         guard held(by: id, in: index) < campaigns[Int(index)].record.perUserLimit else {
           throw ReplayError(reason: "claim beyond the per-user limit")
         }
         user = id
       }
-      let coupon = applyClaimed(campaign: index, user: user, code: codeBytes, time: time)
+      let coupon = applyClaimed(
+        campaign: index, user: user, code: codeBytes, codeTag: codeTag, time: time)
       if let request { remember(request, .claimed(coupon)) }
     } catch let error as ReplayError {
       throw error
@@ -141,6 +147,118 @@ extension StoreState {
   /// Lifecycle transitions (lock, unlock, expiry, redeem, rollback).
   private mutating func replayLifecycle(_ event: Event) throws {
     throw ReplayError(reason: "lifecycle events are not supported by this version")
+  }
+}
+
+/// Replays log records with claims in batches, so that a batch's hash-table misses overlap.
+///
+/// In a state of millions of coupons, most of a claim's replay time is two cache misses: the slot
+/// its code hashes to in the code table, and its user's in the user table. One claim after another,
+/// each miss waits for the one before. So claims are held back, up to ``claimsMax``, and replayed
+/// in two passes: the first hashes every claim's code and user id and reads the slots they hash to
+/// (independent loads, which the processor overlaps); the second applies the claims in log order,
+/// finding those slots in cache and reusing the hashes. Any other record first flushes the claims
+/// before it, so records are applied exactly in log order, and a failure names its own record.
+struct ReplayBatcher {
+  /// Why a record could not be replayed, and which record.
+  struct Failure: Error {
+    var sequence: UInt64
+    var path: String
+    var offset: Int64
+    var reason: String
+  }
+
+  private struct HeldClaim {
+    var sequence: UInt64
+    var payload: Range<Int>
+    var path: String
+    var offset: Int64
+  }
+
+  static let claimsMax = 32
+
+  /// Copies of the held claims' payloads (a record's payload is only borrowed during its visit).
+  private var payloads: [UInt8] = []
+  private var claims: [HeldClaim] = []
+  /// The touched slots, folded together and kept, so that their loads are not optimised away.
+  private(set) var touched: UInt64 = 0
+
+  /// Replays `record` into `state`, or holds it back if it is a claim.
+  mutating func add(_ record: LogRecordView, to state: inout StoreState) throws(Failure) {
+    if record.type == EventType.claimed.rawValue {
+      let start = payloads.count
+      payloads.append(contentsOf: record.payload)
+      claims.append(
+        HeldClaim(
+          sequence: record.sequence, payload: start..<payloads.count, path: record.path,
+          offset: record.offset))
+      if claims.count == Self.claimsMax { try flush(into: &state) }
+      return
+    }
+    try flush(into: &state)
+    do {
+      try state.replay(type: record.type, payload: record.payload, sequence: record.sequence)
+    } catch {
+      throw Self.failure(error, record.sequence, record.path, record.offset)
+    }
+  }
+
+  /// Replays the claims held back.
+  mutating func flush(into state: inout StoreState) throws(Failure) {
+    guard !claims.isEmpty else { return }
+    let claims = self.claims
+    var tags: [(code: UInt32, user: UInt32)?] = []
+    tags.reserveCapacity(claims.count)
+    var touched: UInt64 = 0
+    let failure = payloads.withUnsafeBytes { payloads -> Failure? in
+      for claim in claims {
+        let strings = Self.strings(UnsafeRawBufferPointer(rebasing: payloads[claim.payload]))
+        tags.append(
+          strings.map { (code: StringTable.tag($0.code), user: StringTable.tag($0.user)) })
+      }
+      // A tight loop of independent loads, so that the processor has them all in flight at once.
+      for case let claimTags? in tags {
+        touched &+= state.codes.touch(tag: claimTags.code) &+ state.users.touch(tag: claimTags.user)
+      }
+      for (index, claim) in claims.enumerated() {
+        do {
+          try state.replayClaimed(
+            UnsafeRawBufferPointer(rebasing: payloads[claim.payload]), tags: tags[index])
+          state.lastSequence = claim.sequence
+        } catch {
+          return Self.failure(error, claim.sequence, claim.path, claim.offset)
+        }
+      }
+      return nil
+    }
+    self.touched &+= touched
+    self.claims.removeAll(keepingCapacity: true)
+    payloads.removeAll(keepingCapacity: true)
+    if let failure { throw failure }
+  }
+
+  /// A claim payload's user and code bytes, or `nil` if it does not parse (the replay reports it).
+  private static func strings(_ payload: UnsafeRawBufferPointer) -> (
+    user: UnsafeRawBufferPointer, code: UnsafeRawBufferPointer
+  )? {
+    var reader = ByteReader(payload)
+    do {
+      _ = try reader.readVarint()
+      let user = try reader.readBytes(Int(clamping: try reader.readVarint()))
+      let code = try reader.readBytes(Int(clamping: try reader.readVarint()))
+      return (user, code)
+    } catch {
+      return nil
+    }
+  }
+
+  private static func failure(
+    _ error: any Error, _ sequence: UInt64, _ path: String, _ offset: Int64
+  )
+    -> Failure
+  {
+    let reason = (error as? ReplayError)?.reason ?? "\(error)"
+    return Failure(sequence: sequence, path: path, offset: offset, reason: reason)
   }
 }
 

@@ -150,10 +150,12 @@ struct StoreState {
   }
 
   /// Issues a new coupon with a freshly generated `code` (which must be unused) to `user`.
+  /// `codeTag` is the code's ``StringTable/tag(_:)`` if the caller computed it already.
   mutating func applyClaimed(
-    campaign: UInt32, user: UInt32?, code: UnsafeRawBufferPointer, time: Int64
+    campaign: UInt32, user: UInt32?, code: UnsafeRawBufferPointer, codeTag: UInt32? = nil,
+    time: Int64
   ) -> UInt32 {
-    let coupon = codes.insert(code)
+    let coupon = codes.insert(code, tag: codeTag ?? StringTable.tag(code))
     precondition(Int(coupon) == coupons.count, "code table and coupons out of step")
     coupons.append(
       CouponRecord(

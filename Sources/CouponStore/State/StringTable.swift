@@ -88,6 +88,8 @@ struct StringTable {
       order.deallocate()
       next.deallocate()
     }
+    adviseHugePages(UnsafeMutableRawBufferPointer(tags))
+    adviseHugePages(UnsafeMutableRawBufferPointer(order))
     next.initialize(repeating: 0)
     var start = 0
     for id in 0..<count {
@@ -149,7 +151,8 @@ struct StringTable {
     find(bytes, tag: Self.tag(bytes))
   }
 
-  private func find(_ bytes: UnsafeRawBufferPointer, tag: UInt32) -> UInt32? {
+  /// The id of `bytes`, whose tag (``tag(_:)``) the caller computed already.
+  func find(_ bytes: UnsafeRawBufferPointer, tag: UInt32) -> UInt32? {
     slots.withUnsafeBufferPointer { slots in
       var index = Int(tag) & mask
       while true {
@@ -169,7 +172,8 @@ struct StringTable {
     insert(bytes, tag: Self.tag(bytes))
   }
 
-  private mutating func insert(_ bytes: UnsafeRawBufferPointer, tag: UInt32) -> UInt32 {
+  /// Adds `bytes`, which must not be present and whose tag the caller computed already.
+  mutating func insert(_ bytes: UnsafeRawBufferPointer, tag: UInt32) -> UInt32 {
     precondition(count < Self.countMax, "string table full")
     if count + 1 > slots.count / 4 * 3 { grow() }
     let id = count
@@ -181,9 +185,19 @@ struct StringTable {
 
   /// The id of `bytes`, inserting it if absent (hashing it once).
   mutating func intern(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-    let tag = Self.tag(bytes)
+    intern(bytes, tag: Self.tag(bytes))
+  }
+
+  /// The id of `bytes`, whose tag the caller computed already, inserting it if absent.
+  mutating func intern(_ bytes: UnsafeRawBufferPointer, tag: UInt32) -> UInt32 {
     if let id = find(bytes, tag: tag) { return id }
     return insert(bytes, tag: tag)
+  }
+
+  /// Reads the slot where a lookup of `tag` starts, so that the lookup, soon after, finds it in
+  /// the cache; the caller folds the value into something it keeps, so the load stays.
+  func touch(tag: UInt32) -> UInt64 {
+    slots.withUnsafeBufferPointer { $0[Int(tag) & mask] }
   }
 
   /// Calls `body` with the bytes of string `id`.
@@ -248,7 +262,8 @@ struct StringTable {
     }
   }
 
-  private static func tag(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+  /// The 32 bits of `bytes`' hash a slot keeps; lookups and inserts take it precomputed.
+  static func tag(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
     var hasher = Hasher()
     hasher.combine(bytes: bytes)
     return UInt32(truncatingIfNeeded: hasher.finalize())
