@@ -1,4 +1,5 @@
 import CouponLog
+import Foundation
 import Glibc
 import Testing
 
@@ -269,5 +270,29 @@ import Testing
     #expect(records.map(\.sequence) == Array(6...12))
     #expect(report.lastSequence == 12)
     #expect(report.tornTail == nil)
+  }
+}
+
+@Suite struct LogWriterDetachTests {
+  @Test func detachSegmentsListsCoveredSegmentsOldestFirstWithoutDeletingThem() throws {
+    let directory = try TestDirectory()
+    let writer = try LogWriter(
+      fileSystem: RealFileSystem(), directory: directory.path, nextSequence: 1)
+    for index in 0..<9 {
+      writer.append(type: 1) { $0.appendBytes(testPayload(index)) }
+      _ = try writer.flush()
+      if index % 3 == 2 { try writer.rollSegment() }
+    }
+    // Segments start at 1, 4, 7 and 10 (the current one).
+    #expect(
+      writer.detachSegments(coveredThrough: 5) == [directory.file("log-00000000000000000001.seg")])
+    #expect(writer.segmentCount == 3)
+    #expect(
+      writer.detachSegments(coveredThrough: 100) == [
+        directory.file("log-00000000000000000004.seg"),
+        directory.file("log-00000000000000000007.seg"),
+      ])
+    #expect(writer.segmentCount == 1)
+    #expect(FileManager.default.fileExists(atPath: directory.file("log-00000000000000000001.seg")))
   }
 }

@@ -10,7 +10,9 @@
 //     go on deciding claims                     write snapshot-B (tmp, fdatasync, rename,
 //                                               directory fsync)
 //                                               delete all snapshots but B and its base
-//   delete segments covered by the base  ◀───── ask the writer (it owns the log's segment list)
+//   detach the segments the base covers ◀───── ask the writer (it owns the log's segment list),
+//   from the log's list (no I/O)               then delete them here: an unlink of a 64 MiB
+//                                              file can take tens of milliseconds
 //
 // The mechanism is a background fold: the writer's only part is the roll, O(1) whatever the
 // state's size. Rejected: a copy-on-write image of the writer's state handed to this thread. It
@@ -213,10 +215,8 @@ final class Snapshotter: @unchecked Sendable {
         $0.written += 1
       }
       try retireOlderSnapshots(keeping: [entry.sequence, base?.sequence ?? 0])
-      if let base, let writer, let error = writer.removeSegments(coveredThrough: base.sequence),
-        error.code != .closed
-      {
-        throw error
+      if let base, let paths = writer?.detachSegments(coveredThrough: base.sequence) {
+        try removeSegments(paths)
       }
       return .snapshot(
         CouponStore.SnapshotInfo(
@@ -256,6 +256,20 @@ final class Snapshotter: @unchecked Sendable {
       try fileSystem.syncDirectory(directory)
     } catch {
       throw .io(error, while: "deleting an older snapshot")
+    }
+  }
+
+  /// Deletes log segments the writer detached (covered by both kept snapshots), oldest first, so
+  /// that a crash part-way leaves no gap, then syncs the directory. A failure leaves segments
+  /// behind, which costs only disk space: the next open lists and verifies them again.
+  private func removeSegments(_ paths: [String]) throws(CouponStoreError) {
+    guard !paths.isEmpty else { return }
+    do {
+      for path in paths { try fileSystem.removeFile(path) }
+      // Durability point: the deletions are durable once the directory is synced.
+      try fileSystem.syncDirectory(directory)
+    } catch {
+      throw .io(error, while: "deleting log segments covered by snapshots")
     }
   }
 

@@ -203,11 +203,11 @@ final class Writer: @unchecked Sendable {
     snapshotter.enqueue(boundary: engine.lastAppended, waiter: waiter)
   }
 
-  /// Asks the writer thread to delete the log segments whose records all lie at or below
-  /// `sequence`, and waits until it did. For the snapshotter thread, once two durable snapshots
-  /// cover them. Returns the error if the deletion failed (the store goes on: a segment that
-  /// outlives its snapshots is only disk space) or `closed` if the writer is gone.
-  func removeSegments(coveredThrough sequence: UInt64) -> CouponStoreError? {
+  /// Asks the writer thread to take the log segments whose records all lie at or below
+  /// `sequence` off the log's list, and waits for their paths, oldest first; the caller (the
+  /// snapshotter thread, once two durable snapshots cover them) deletes them, so that the writer
+  /// thread never waits for an unlink. Returns `nil` if the writer is gone.
+  func detachSegments(coveredThrough sequence: UInt64) -> [String]? {
     let removal = SegmentRemoval(through: sequence)
     let (accepted, wake) = queue.withLock { queue -> (Bool, Bool) in
       if queue.closed { return (false, false) }
@@ -216,24 +216,15 @@ final class Writer: @unchecked Sendable {
       queue.writerSleeping = false
       return (true, true)
     }
-    guard accepted else { return .closedError }
+    guard accepted else { return nil }
     if wake { writerWake.signal() }
     removal.done.wait()
-    return removal.error
+    return removal.paths
   }
 
+  /// Detaches the segments a removal asks for (O(segments) bookkeeping, no I/O).
   private func remove(_ removal: SegmentRemoval) {
-    if let failure = self.failure {
-      removal.finish(Self.stoppedError(failure))
-      return
-    }
-    do {
-      // Durability point: the deletions are durable once removeSegments' directory sync returns.
-      try engine.log.removeSegments(coveredThrough: removal.through)
-      removal.finish(nil)
-    } catch {
-      removal.finish(.io(error, while: "deleting log segments covered by snapshots"))
-    }
+    removal.finish(engine.log.detachSegments(coveredThrough: removal.through))
   }
 
   /// Refuses everything still queued and tells the syncer to exit once idle.
@@ -249,7 +240,7 @@ final class Writer: @unchecked Sendable {
     for envelope in leftovers {
       envelope.continuation.resume(returning: .failure(.closedError))
     }
-    for removal in removals { removal.finish(.closedError) }
+    for removal in removals { removal.finish(nil) }
     commit.withLock { $0.syncerStopping = true }
     syncerWake.signal()
   }
@@ -377,22 +368,23 @@ final class Writer: @unchecked Sendable {
   }
 }
 
-/// A segment deletion asked of the writer thread by the snapshotter thread, which waits on
-/// `done`.
+/// Segments the snapshotter thread asks the writer thread to detach from the log, waiting on
+/// `done` for their paths.
 ///
-/// `@unchecked Sendable`: `error` is written once by the writer thread before it signals `done`,
+/// `@unchecked Sendable`: `paths` is written once by the writer thread before it signals `done`,
 /// and read by the snapshotter only after `done.wait()` returned.
 final class SegmentRemoval: @unchecked Sendable {
   let through: UInt64
   let done = DispatchSemaphore(value: 0)
-  private(set) var error: CouponStoreError?
+  /// The detached segments, oldest first; `nil` if the writer closed first.
+  private(set) var paths: [String]?
 
   init(through: UInt64) {
     self.through = through
   }
 
-  func finish(_ error: CouponStoreError?) {
-    self.error = error
+  func finish(_ paths: [String]?) {
+    self.paths = paths
     done.signal()
   }
 }
