@@ -296,3 +296,31 @@ import Testing
     #expect(FileManager.default.fileExists(atPath: directory.file("log-00000000000000000001.seg")))
   }
 }
+
+@Suite struct SkipCoveredSegmentsTests {
+  /// Segments 1–3 and 4–6 lie wholly under afterSequence 6; damage in them is not read when
+  /// they are skipped, and is found when they are not.
+  @Test func coveredSegmentsAreNotReadWhenSkipped() throws {
+    let directory = try TestDirectory()
+    let writer = try LogWriter(
+      fileSystem: RealFileSystem(), directory: directory.path, nextSequence: 1)
+    for index in 0..<9 {
+      writer.append(type: 1) { $0.appendBytes(testPayload(index)) }
+      _ = try writer.flush()
+      if index % 3 == 2 { try writer.rollSegment() }
+    }
+    let first = directory.file("log-00000000000000000001.seg")
+    var bytes = try fileBytes(first)
+    bytes[segmentHeaderBytes + frameHeaderBytes] ^= 0x40
+    try Data(bytes).write(to: URL(fileURLWithPath: first))
+    let (report, records) = try recoverRecords(
+      in: directory.path, options: RecoveryOptions(afterSequence: 6, skipCoveredSegments: true))
+    #expect(records.map(\.sequence) == [7, 8, 9])
+    #expect(report.lastSequence == 9)
+    #expect(report.segments.count == 4)
+    #expect(
+      corruption {
+        _ = try recoverRecords(in: directory.path, options: RecoveryOptions(afterSequence: 6))
+      }?.path == first)
+  }
+}

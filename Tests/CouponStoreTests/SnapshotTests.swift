@@ -663,3 +663,29 @@ final class ProgressRecorder: Sendable {
   func record(_ progress: CouponStore.OpenProgress) { seen.withLock { $0.append(progress) } }
   var events: [CouponStore.OpenProgress] { seen.withLock { $0 } }
 }
+
+@Suite("Snapshots and the log they cover")
+struct SnapshotCoveredLogTests {
+  /// The log kept only for the older snapshot is not read on open: damage there does not stop
+  /// the store, and `verify`, which reads everything, reports it.
+  @Test func damageInLogOnlyTheOlderSnapshotNeedsIsFoundByVerifyNotByOpen() async throws {
+    let path = temporaryStorePath()
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let (a, b) = try await SnapshotTests.storeWithTwoSnapshots(path)
+    let expected = StateDump(try StateLoader.recovered(path))
+    let covered = path + "/" + SegmentFile.name(firstSequence: a.sequence + 1)
+    #expect(try StoreFiles.segments(path).first == SegmentFile.name(firstSequence: a.sequence + 1))
+    try FileSurgery.flipBit(covered, at: segmentHeaderBytes + frameHeaderBytes + 2)
+    let store = try await CouponStore.open(directory: path)
+    #expect(store.recovery.snapshotSequence == b.sequence)
+    try await store.close()
+    #expect(StateDump(try StateLoader.recovered(path)).differences(from: expected) == [])
+    do {
+      _ = try CouponStore.inspect(directory: path, verifySnapshots: true)
+      Issue.record("verify missed damage in the log kept for the older snapshot")
+    } catch {
+      #expect(error.code == .corruption)
+      #expect(error.path == covered)
+    }
+  }
+}

@@ -35,16 +35,18 @@ extension CouponStore {
   /// Replays every log record after `state.lastSequence` (the snapshot it was loaded from, or 0)
   /// into `state`, adding the bytes of the frames replayed to `replayedBytes`. With
   /// `throughSequence` (read-only), only the records up to it, from the segments that start at or
-  /// before it.
+  /// before it. Segments the snapshot wholly covers are verified only with `verifyCovered`.
   static func replayLog(
     directory: String, options: Options, readOnly: Bool = false,
-    throughSequence: UInt64 = .max, into state: inout StoreState, replayedBytes: inout Int64
+    throughSequence: UInt64 = .max, verifyCovered: Bool = false, into state: inout StoreState,
+    replayedBytes: inout Int64
   ) throws(CouponStoreError) -> RecoveryReport {
     var recoveryOptions = RecoveryOptions()
     recoveryOptions.salvage = options.salvage && !readOnly
     recoveryOptions.readOnly = readOnly
     recoveryOptions.afterSequence = state.lastSequence
     recoveryOptions.throughSequence = throughSequence
+    recoveryOptions.skipCoveredSegments = !verifyCovered
     let progress = options.openProgress
     var batcher = ReplayBatcher()
     do {

@@ -26,9 +26,9 @@ extension CouponStore {
   /// it) and checks every invariant: checksums of every record, stock never exceeded, per-user
   /// limits held, codes unique, indexes consistent. A damaged snapshot is listed as a problem.
   ///
-  /// With `verifySnapshots`, every snapshot file is also read and checked in full, and when two
-  /// are valid, the older one plus the log up to the newer one must rebuild exactly the newer
-  /// one's state.
+  /// With `verifySnapshots`, every snapshot file is also read and checked in full, so is every
+  /// log segment (also those only the older snapshot needs), and when two snapshots are valid,
+  /// the older one plus the log up to the newer one must rebuild exactly the newer one's state.
   ///
   /// - Throws: ``CouponStoreError/Code/corruption`` naming file and offset for damage before the
   ///   tail, or for a damaged snapshot that nothing else covers; I/O errors.
@@ -39,7 +39,8 @@ extension CouponStore {
     var options = Options()
     options.fileSystem = fileSystem
     options.openProgress = progress
-    let recovered = try recoverState(directory: directory, options: options, readOnly: true)
+    let recovered = try recoverState(
+      directory: directory, options: options, readOnly: true, verifyCovered: verifySnapshots)
     let state = recovered.state
     let report = recovered.report
     let (snapshots, snapshotProblems) = try inspectSnapshots(

@@ -53,10 +53,11 @@ extension CouponStore {
   }
 
   /// Rebuilds the state: the newest valid snapshot, then the log after it (see the rules above).
-  /// A writable recovery also deletes temporary snapshot files.
-  static func recoverState(directory: String, options: Options, readOnly: Bool = false)
-    throws(CouponStoreError) -> RecoveredState
-  {
+  /// A writable recovery also deletes temporary snapshot files. Log segments the snapshot wholly
+  /// covers (kept for the older snapshot) are not read unless `verifyCovered` (for `verify`).
+  static func recoverState(
+    directory: String, options: Options, readOnly: Bool = false, verifyCovered: Bool = false
+  ) throws(CouponStoreError) -> RecoveredState {
     let fileSystem = options.fileSystem
     let (snapshots, temporaries) = try listSnapshots(
       directory: directory, fileSystem: fileSystem)
@@ -101,8 +102,8 @@ extension CouponStore {
       try checkLogReaches(entry, directory: directory, fileSystem: fileSystem)
       var replayedBytes: Int64 = 0
       let report = try replayLog(
-        directory: directory, options: options, readOnly: readOnly, into: &state,
-        replayedBytes: &replayedBytes)
+        directory: directory, options: options, readOnly: readOnly, verifyCovered: verifyCovered,
+        into: &state, replayedBytes: &replayedBytes)
       return RecoveredState(
         state: state, report: report, snapshot: entry, skipped: skipped,
         replayedBytes: replayedBytes)
