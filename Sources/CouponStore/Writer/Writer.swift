@@ -38,7 +38,7 @@ final class Writer: @unchecked Sendable {
   private struct Queue {
     var pending: [Envelope] = []
     var spare: [Envelope] = []
-    /// Segment deletions the snapshotter asked for (handled before the next batch).
+    /// Segment detachments the snapshotter asked for (handled before the next batch).
     var removals: [SegmentRemoval] = []
     var writerSleeping = false
     var closed = false
@@ -245,7 +245,7 @@ final class Writer: @unchecked Sendable {
     syncerWake.signal()
   }
 
-  /// Takes up to `batchRecordsMax` requests and the segment deletions asked for, sleeping while
+  /// Takes up to `batchRecordsMax` requests and the segment detachments asked for, sleeping while
   /// there is neither.
   private func takeBatch() -> ([Envelope], [SegmentRemoval]) {
     while true {
