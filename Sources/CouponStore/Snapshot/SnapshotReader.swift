@@ -299,9 +299,15 @@ struct SnapshotDecoder {
   /// Bytes of the file: no count may claim more elements than bytes exist to encode them.
   private let fileBytes: Int
 
-  init(requestWindow: Int, fileBytes: Int64) {
+  /// Whether the string tables are indexed on other threads while decoding goes on.
+  private let parallel: Bool
+  /// The code table being indexed since the codes section ended (with `parallel`).
+  private var codeTable: TableBuild?
+
+  init(requestWindow: Int, fileBytes: Int64, parallel: Bool) {
     state = StoreState(requestWindow: requestWindow)
     self.fileBytes = Int(clamping: fileBytes)
+    self.parallel = parallel
   }
 
   /// Decodes one block of `section`.
@@ -321,6 +327,10 @@ struct SnapshotDecoder {
       throw SnapshotDecodeError("more than one summary block")
     }
     section = raw
+    if parallel, codeTable == nil, raw > SnapshotSection.codes.rawValue {
+      // The codes are complete: index them while the coupons and users are decoded.
+      codeTable = TableBuild(arena: codeArena, ends: codeEnds, onAnotherThread: true)
+    }
     var cursor = PayloadCursor(payload)
     while !cursor.isAtEnd {
       switch kind {
@@ -556,10 +566,8 @@ struct SnapshotDecoder {
   // MARK: Whole-state checks
 
   /// Checks the decoded state as a whole, builds the indexes, and returns it. With `parallel`,
-  /// the code and user tables are indexed on two cores at once.
-  mutating func finish(lastSequence: UInt64, parallel: Bool) throws(SnapshotDecodeError)
-    -> StoreState
-  {
+  /// the code and user tables are indexed on other threads while the checks run.
+  mutating func finish(lastSequence: UInt64) throws(SnapshotDecodeError) -> StoreState {
     let counts = try counts
     func expect(_ found: Int, _ declared: Int, _ what: String) throws(SnapshotDecodeError) {
       guard found == declared else {
@@ -582,42 +590,31 @@ struct SnapshotDecoder {
       try expect(
         state.campaigns[index].available.count, declaredAvailable[index], "pool coupons")
     }
-    try checkCoupons()
-    try checkUserLists()
-    try checkReferences()
-    let (codes, users) = Self.buildTables(
-      (codeArena, codeEnds), (userArena, userEnds), parallel: parallel)
+    let codeTable =
+      self.codeTable ?? TableBuild(arena: codeArena, ends: codeEnds, onAnotherThread: parallel)
+    let userTable = TableBuild(arena: userArena, ends: userEnds, onAnotherThread: parallel)
     codeArena = []
     codeEnds = []
     userArena = []
     userEnds = []
+    var failure: SnapshotDecodeError?
+    do {
+      try checkCoupons()
+      try checkUserLists()
+      try checkReferences()
+    } catch {
+      failure = error
+    }
+    // Joined before anything is thrown, so that no indexing outlives the load.
+    let codes = codeTable.wait()
+    let users = userTable.wait()
+    if let failure { throw failure }
     guard let codes else { throw SnapshotDecodeError("a code occurs twice") }
     guard let users else { throw SnapshotDecodeError("a user id occurs twice") }
     state.codes = codes
     state.users = users
     state.lastSequence = lastSequence
     return state
-  }
-
-  /// Indexes two string tables, on two threads when `parallel`.
-  private static func buildTables(
-    _ first: ([UInt8], [Int]), _ second: ([UInt8], [Int]), parallel: Bool
-  ) -> (StringTable?, StringTable?) {
-    guard parallel else {
-      return (
-        StringTable(arena: first.0, ends: first.1), StringTable(arena: second.0, ends: second.1)
-      )
-    }
-    // Each iteration writes only its own element, and concurrentPerform returns after both.
-    nonisolated(unsafe) var tables: [StringTable?] = [nil, nil]
-    tables.withUnsafeMutableBufferPointer { tables in
-      nonisolated(unsafe) let results = tables
-      DispatchQueue.concurrentPerform(iterations: 2) { index in
-        let input = index == 0 ? first : second
-        results[index] = StringTable(arena: input.0, ends: input.1)
-      }
-    }
-    return (tables[0], tables[1])
   }
 
   /// Every coupon is in exactly one issue list or pool slot of its own campaign, in a state that
@@ -743,7 +740,8 @@ extension StoreState {
   ) throws(SnapshotLoadError) -> StoreState {
     var reader = try SnapshotBlockReader(fileSystem: fileSystem, path: path, progress: progress)
     defer { reader.close() }
-    var decoder = SnapshotDecoder(requestWindow: requestWindow, fileBytes: reader.fileBytes)
+    var decoder = SnapshotDecoder(
+      requestWindow: requestWindow, fileBytes: reader.fileBytes, parallel: parallel)
     var blocksBefore: UInt32 = 0
     var payloadBefore: UInt64 = 0
     while true {
@@ -769,10 +767,37 @@ extension StoreState {
       payloadBefore += UInt64(block.payload.count)
     }
     do {
-      return try decoder.finish(lastSequence: reader.header.lastSequence, parallel: parallel)
+      return try decoder.finish(lastSequence: reader.header.lastSequence)
     } catch {
       throw reader.damaged(reader.position, "inconsistent state: \(error.reason)")
     }
+  }
+}
+
+/// A string table being indexed, on another thread or (without `onAnotherThread`) right away.
+///
+/// `@unchecked Sendable`: `table` is written once, by the worker, before it signals `done`, and
+/// read only after ``wait()`` waited for that signal.
+final class TableBuild: @unchecked Sendable {
+  private var table: StringTable?
+  private let done = DispatchSemaphore(value: 0)
+
+  init(arena: [UInt8], ends: [Int], onAnotherThread: Bool) {
+    guard onAnotherThread else {
+      table = StringTable(arena: arena, ends: ends)
+      done.signal()
+      return
+    }
+    DispatchQueue.global().async { [self] in
+      table = StringTable(arena: arena, ends: ends)
+      done.signal()
+    }
+  }
+
+  /// The table, or `nil` if a string occurs twice. Call once.
+  func wait() -> StringTable? {
+    done.wait()
+    return table
   }
 }
 

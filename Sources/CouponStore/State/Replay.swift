@@ -175,7 +175,7 @@ struct ReplayBatcher {
     var offset: Int64
   }
 
-  static let claimsMax = 32
+  static let claimsMax = 64
 
   /// Copies of the held claims' payloads (a record's payload is only borrowed during its visit).
   private var payloads: [UInt8] = []
