@@ -210,7 +210,11 @@ extension StoreState {
 
   /// Encodes every section, in section order (the encodings are listed in SnapshotFormat.swift).
   func writeSections(to out: inout SnapshotBlockWriter) throws {
-    let requestCount = requestOrder.count - requestOrderHead
+    // The FIFO's live part holds each remembered id once; counted, not assumed, so that the
+    // summary always matches the records written below.
+    let requestCount = requestOrder[requestOrderHead...].reduce(0) {
+      $0 + (requests[$1] == nil ? 0 : 1)
+    }
     try out.record(.summary) { writer, _ in
       for count in [
         campaigns.count, coupons.count, users.count, requestCount, lockExpiry.count,
