@@ -171,8 +171,11 @@ struct ReplayBatcher {
   private struct HeldClaim {
     var sequence: UInt64
     var payload: Range<Int>
-    var path: String
+    /// Index into `paths`: one entry per segment, not a String (and its reference count) per
+    /// claim.
+    var path: Int
     var offset: Int64
+    var tags: (code: UInt32, user: UInt32)?
   }
 
   static let claimsMax = 64
@@ -180,6 +183,8 @@ struct ReplayBatcher {
   /// Copies of the held claims' payloads (a record's payload is only borrowed during its visit).
   private var payloads: [UInt8] = []
   private var claims: [HeldClaim] = []
+  /// The segment paths the held claims come from.
+  private var paths: [String] = []
   /// The touched slots, folded together and kept, so that their loads are not optimised away.
   private(set) var touched: UInt64 = 0
 
@@ -188,9 +193,10 @@ struct ReplayBatcher {
     if record.type == EventType.claimed.rawValue {
       let start = payloads.count
       payloads.append(contentsOf: record.payload)
+      if paths.last != record.path { paths.append(record.path) }
       claims.append(
         HeldClaim(
-          sequence: record.sequence, payload: start..<payloads.count, path: record.path,
+          sequence: record.sequence, payload: start..<payloads.count, path: paths.count - 1,
           offset: record.offset))
       if claims.count == Self.claimsMax { try flush(into: &state) }
       return
@@ -206,34 +212,44 @@ struct ReplayBatcher {
   /// Replays the claims held back.
   mutating func flush(into state: inout StoreState) throws(Failure) {
     guard !claims.isEmpty else { return }
-    let claims = self.claims
-    var tags: [(code: UInt32, user: UInt32)?] = []
-    tags.reserveCapacity(claims.count)
+    // Moved out and back (not copied), so that no buffer is retained or copied per flush.
+    var claims: [HeldClaim] = []
+    var payloads: [UInt8] = []
+    swap(&claims, &self.claims)
+    swap(&payloads, &self.payloads)
+    defer {
+      claims.removeAll(keepingCapacity: true)
+      payloads.removeAll(keepingCapacity: true)
+      swap(&claims, &self.claims)
+      swap(&payloads, &self.payloads)
+      paths.removeAll(keepingCapacity: true)
+    }
     var touched: UInt64 = 0
     let failure = payloads.withUnsafeBytes { payloads -> Failure? in
-      for claim in claims {
-        let strings = Self.strings(UnsafeRawBufferPointer(rebasing: payloads[claim.payload]))
-        tags.append(
-          strings.map { (code: StringTable.tag($0.code), user: StringTable.tag($0.user)) })
+      for index in claims.indices {
+        let strings = Self.strings(
+          UnsafeRawBufferPointer(rebasing: payloads[claims[index].payload]))
+        claims[index].tags = strings.map {
+          (code: StringTable.tag($0.code), user: StringTable.tag($0.user))
+        }
       }
       // A tight loop of independent loads, so that the processor has them all in flight at once.
-      for case let claimTags? in tags {
-        touched &+= state.codes.touch(tag: claimTags.code) &+ state.users.touch(tag: claimTags.user)
+      for claim in claims {
+        guard let tags = claim.tags else { continue }
+        touched &+= state.codes.touch(tag: tags.code) &+ state.users.touch(tag: tags.user)
       }
-      for (index, claim) in claims.enumerated() {
+      for claim in claims {
         do {
           try state.replayClaimed(
-            UnsafeRawBufferPointer(rebasing: payloads[claim.payload]), tags: tags[index])
+            UnsafeRawBufferPointer(rebasing: payloads[claim.payload]), tags: claim.tags)
           state.lastSequence = claim.sequence
         } catch {
-          return Self.failure(error, claim.sequence, claim.path, claim.offset)
+          return Self.failure(error, claim.sequence, paths[claim.path], claim.offset)
         }
       }
       return nil
     }
     self.touched &+= touched
-    self.claims.removeAll(keepingCapacity: true)
-    payloads.removeAll(keepingCapacity: true)
     if let failure { throw failure }
   }
 
