@@ -1,7 +1,7 @@
 import CouponStore
 import Foundation
 
-/// `inspect`, `verify`, `dump`.
+/// `inspect`, `verify`, `snapshot`, `dump`.
 enum Tools {
   static func directoryArgument(_ arguments: [String], usage: String) throws -> String {
     guard arguments.count == 1, let directory = arguments.first, !directory.hasPrefix("-") else {
@@ -31,6 +31,12 @@ enum Tools {
     for segment in report.segments {
       print("  \(segment.path)  \(segment.bytes) bytes")
     }
+    print("snapshots   \(report.snapshots.count)")
+    for snapshot in report.snapshots {
+      let note = snapshot.damage.map { "  DAMAGED: \($0)" } ?? (snapshot.isUsed ? "  (used)" : "")
+      print(
+        "  \(snapshot.path)  \(snapshot.bytes) bytes, through sequence \(snapshot.sequence)\(note)")
+    }
     if !report.campaigns.isEmpty {
       print("")
       print("id                name                      stock     issued    remaining limit")
@@ -49,7 +55,8 @@ enum Tools {
   static func verify(_ arguments: [String]) async throws -> Int32 {
     let directory = try directoryArgument(arguments, usage: "couponstore verify DIR")
     do {
-      let report = try CouponStore.inspect(directory: directory, progress: ProgressLine.handler())
+      let report = try CouponStore.inspect(
+        directory: directory, verifySnapshots: true, progress: ProgressLine.handler())
       ProgressLine.finish()
       for problem in report.problems { print("problem: \(problem)") }
       if report.tornTailBytes > 0 {
@@ -60,7 +67,8 @@ enum Tools {
       if report.problems.isEmpty {
         print(
           "ok: \(report.statistics.lastSequence) records, \(report.campaigns.count) campaigns, "
-            + "\(report.statistics.issued) coupons issued; every checksum and invariant holds")
+            + "\(report.statistics.issued) coupons issued, \(report.snapshots.count) snapshot(s); "
+            + "every checksum and invariant holds")
         return 0
       }
       return 1
@@ -68,6 +76,29 @@ enum Tools {
       ProgressLine.finish()
       print("problem: \(error)")
       return 1
+    }
+  }
+
+  static func snapshot(_ arguments: [String]) async throws -> Int32 {
+    let directory = try directoryArgument(arguments, usage: "couponstore snapshot DIR")
+    var options = CouponStore.Options()
+    options.openProgress = ProgressLine.handler()
+    let store = try await CouponStore.open(directory: directory, options: options)
+    ProgressLine.finish()
+    do {
+      let info = try await store.snapshot()
+      try await store.close()
+      if info.sequence == 0 {
+        print("nothing to snapshot: the store has no records")
+      } else {
+        print("snapshot    \(info.path)")
+        print("covers      log records 1–\(info.sequence)")
+        print("size        \(info.bytes) bytes")
+      }
+      return 0
+    } catch {
+      try? await store.close()
+      throw error
     }
   }
 
@@ -95,9 +126,12 @@ enum ProgressLine {
     { progress in
       guard progress.bytesTotal > 0 else { return }
       let percent = Double(progress.bytesDone) * 100 / Double(progress.bytesTotal)
-      let line = String(
-        format: "\rreplaying log: %5.1f%% (%lld of %lld bytes)", percent, progress.bytesDone,
-        progress.bytesTotal)
+      let phase = progress.phase == .loadingSnapshot ? "loading snapshot" : "replaying log"
+      let line =
+        "\r" + phase
+        + String(
+          format: ": %5.1f%% (%lld of %lld bytes)\u{1B}[K", percent, progress.bytesDone,
+          progress.bytesTotal)
       FileHandle.standardError.write(Data(line.utf8))
     }
   }

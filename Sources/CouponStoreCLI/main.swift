@@ -33,10 +33,11 @@ let commands: [Command] = [
       """, run: Demo.run),
   Command(
     name: "inspect", usage: "couponstore inspect DIR [--code CODE]",
-    summary: "print campaigns, counts, log size and last sequence number, or one coupon",
+    summary: "print campaigns, counts, snapshots, log size and last sequence, or one coupon",
     help: """
-      Replays the store in DIR read-only (no lock taken, nothing written) and prints its
-      campaigns with their counts, the log segments and sizes, and the last sequence number.
+      Recovers the store in DIR read-only (newest valid snapshot, then the log; no lock
+      taken, nothing written) and prints its campaigns with their counts, the snapshots and
+      log segments with their sizes, and the last sequence number.
         --code CODE  print that coupon instead: campaign, state, owner, lock expiry,
                      redemptions, and its history (assigned, locked, unlocked, expired,
                      redeemed, rolled back, each with time and user). Exits 1 if no coupon
@@ -56,11 +57,22 @@ let commands: [Command] = [
     name: "verify", usage: "couponstore verify DIR",
     summary: "check every checksum and invariant; non-zero exit on any problem",
     help: """
-      Replays the store in DIR read-only, verifying the checksum of every record and every
-      invariant (stock never exceeded, per-user limits, unique codes, consistent indexes).
+      Recovers the store in DIR read-only, verifying the checksum of every record, every
+      block of every snapshot, and every invariant (stock never exceeded, per-user limits,
+      unique codes, consistent indexes); checks that the previous snapshot plus the log
+      rebuilds exactly the state of the newest one.
       Exits 0 if the store is healthy, 1 if a problem was found (each is printed), 2 on usage
       errors.
       """, run: Tools.verify),
+  Command(
+    name: "snapshot", usage: "couponstore snapshot DIR",
+    summary: "write a snapshot now, so that the next open replays little log",
+    help: """
+      Opens the store in DIR (taking its lock; it must not be open elsewhere), writes a
+      snapshot of its whole state, deletes the log segments and older snapshots it makes
+      redundant (the previous snapshot and the log after it are kept as a fallback), and
+      closes it. Prints the snapshot's file, the log sequence it covers and its size.
+      """, run: Tools.snapshot),
   Command(
     name: "dump", usage: "couponstore dump DIR",
     summary: "print every log event as a line of JSON",

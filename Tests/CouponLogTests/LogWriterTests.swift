@@ -1,4 +1,5 @@
 import CouponLog
+import Foundation
 import Glibc
 import Testing
 
@@ -234,5 +235,92 @@ import Testing
     try writer.flush()?.segment.syncData()
     let (_, records) = try recoverRecords(in: directory.path)
     #expect(records.map(\.payload) == [big, []])
+  }
+}
+
+@Suite struct LogWriterRollTests {
+  @Test func rollSegmentSealsTheRecordsSoFarAndStartsTheNextSegment() throws {
+    let directory = try TestDirectory()
+    let writer = try LogWriter(
+      fileSystem: RealFileSystem(), directory: directory.path, nextSequence: 1)
+    for index in 0..<10 { writer.append(type: 1) { $0.appendBytes(testPayload(index)) } }
+    _ = try writer.flush()
+    try writer.rollSegment()
+    #expect(writer.currentSegment.firstSequence == 11)
+    #expect(writer.segmentCount == 2)
+    // An empty segment is not rolled again.
+    try writer.rollSegment()
+    #expect(writer.segmentCount == 2)
+    writer.append(type: 1) { $0.appendBytes(testPayload(10)) }
+    _ = try writer.flush()
+    // A reader that stops at the boundary sees the sealed segment only.
+    let (report, records) = try recoverRecords(
+      in: directory.path, options: RecoveryOptions(readOnly: true, throughSequence: 10))
+    #expect(records.map(\.sequence) == Array(1...10))
+    #expect(report.lastSequence == 10)
+    #expect(report.segments == [directory.file("log-00000000000000000001.seg")])
+  }
+
+  @Test func throughSequenceStopsInsideASegment() throws {
+    let directory = try TestDirectory()
+    try writeRecords(in: directory.path, count: 30)
+    let (report, records) = try recoverRecords(
+      in: directory.path,
+      options: RecoveryOptions(afterSequence: 5, readOnly: true, throughSequence: 12))
+    #expect(records.map(\.sequence) == Array(6...12))
+    #expect(report.lastSequence == 12)
+    #expect(report.tornTail == nil)
+  }
+}
+
+@Suite struct LogWriterDetachTests {
+  @Test func detachSegmentsListsCoveredSegmentsOldestFirstWithoutDeletingThem() throws {
+    let directory = try TestDirectory()
+    let writer = try LogWriter(
+      fileSystem: RealFileSystem(), directory: directory.path, nextSequence: 1)
+    for index in 0..<9 {
+      writer.append(type: 1) { $0.appendBytes(testPayload(index)) }
+      _ = try writer.flush()
+      if index % 3 == 2 { try writer.rollSegment() }
+    }
+    // Segments start at 1, 4, 7 and 10 (the current one).
+    #expect(
+      writer.detachSegments(coveredThrough: 5) == [directory.file("log-00000000000000000001.seg")])
+    #expect(writer.segmentCount == 3)
+    #expect(
+      writer.detachSegments(coveredThrough: 100) == [
+        directory.file("log-00000000000000000004.seg"),
+        directory.file("log-00000000000000000007.seg"),
+      ])
+    #expect(writer.segmentCount == 1)
+    #expect(FileManager.default.fileExists(atPath: directory.file("log-00000000000000000001.seg")))
+  }
+}
+
+@Suite struct SkipCoveredSegmentsTests {
+  /// Segments 1–3 and 4–6 lie wholly under afterSequence 6; damage in them is not read when
+  /// they are skipped, and is found when they are not.
+  @Test func coveredSegmentsAreNotReadWhenSkipped() throws {
+    let directory = try TestDirectory()
+    let writer = try LogWriter(
+      fileSystem: RealFileSystem(), directory: directory.path, nextSequence: 1)
+    for index in 0..<9 {
+      writer.append(type: 1) { $0.appendBytes(testPayload(index)) }
+      _ = try writer.flush()
+      if index % 3 == 2 { try writer.rollSegment() }
+    }
+    let first = directory.file("log-00000000000000000001.seg")
+    var bytes = try fileBytes(first)
+    bytes[segmentHeaderBytes + frameHeaderBytes] ^= 0x40
+    try Data(bytes).write(to: URL(fileURLWithPath: first))
+    let (report, records) = try recoverRecords(
+      in: directory.path, options: RecoveryOptions(afterSequence: 6, skipCoveredSegments: true))
+    #expect(records.map(\.sequence) == [7, 8, 9])
+    #expect(report.lastSequence == 9)
+    #expect(report.segments.count == 4)
+    #expect(
+      corruption {
+        _ = try recoverRecords(in: directory.path, options: RecoveryOptions(afterSequence: 6))
+      }?.path == first)
   }
 }

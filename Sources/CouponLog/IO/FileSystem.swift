@@ -157,7 +157,7 @@ extension FileSystem {
 }
 
 /// Joins a directory and a name with exactly one `/` between them.
-func joinPath(_ directory: String, _ name: String) -> String {
+public func joinPath(_ directory: String, _ name: String) -> String {
   if directory.isEmpty { return name }
   return directory.hasSuffix("/") ? directory + name : directory + "/" + name
 }

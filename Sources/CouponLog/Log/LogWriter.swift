@@ -191,6 +191,26 @@ public final class LogWriter {
     return flushed
   }
 
+  /// Ends the current segment now, if it holds any frame, and starts the next one, so that every
+  /// record appended so far lies in sealed segments (for a snapshot, which reads only those). The
+  /// batch must have been flushed. Costs what a roll at `segmentBytesMax` costs: one `fdatasync`
+  /// of the segment and the creation of the next.
+  ///
+  /// After a failure the writer is stopped, as after a failed flush (fail-stop).
+  ///
+  /// Durability point: every record appended so far is durable when this returns.
+  public func rollSegment() throws(SystemCallError) {
+    if let failure { throw failure }
+    precondition(batch.count == 0, "rollSegment with unflushed frames")
+    guard segmentBytes > Int64(segmentHeaderBytes) else { return }
+    do {
+      try roll()
+    } catch {
+      failure = error
+      throw error
+    }
+  }
+
   /// The single `pwrite` of a flush.
   private func writeBatch(to segment: SegmentHandle) throws(SystemCallError) {
     var failure: SystemCallError?
@@ -228,19 +248,33 @@ public final class LogWriter {
   /// Durability point: the deletions are durable once the directory sync returns.
   @discardableResult
   public func removeSegments(coveredThrough sequence: UInt64) throws(SystemCallError) -> Int {
-    var removed = 0
-    defer { olderSegments.removeFirst(removed) }
-    while removed < olderSegments.count {
+    let paths = detachSegments(coveredThrough: sequence)
+    for path in paths { try fileSystem.removeFile(path) }
+    if !paths.isEmpty { try fileSystem.syncDirectory(directory) }
+    return paths.count
+  }
+
+  /// Takes every segment whose records all have sequences at or below `sequence` off the
+  /// writer's list, oldest first, never the current segment, and returns their paths, oldest
+  /// first, without deleting them: for a caller that deletes them on another thread, because
+  /// unlinking a large file can take tens of milliseconds that the appending thread must not
+  /// spend. The caller deletes them in the order given, then syncs the directory (as
+  /// ``removeSegments(coveredThrough:)`` does), and only once the snapshot covering `sequence`
+  /// is durable.
+  ///
+  /// Durability point: none; this changes no file.
+  public func detachSegments(coveredThrough sequence: UInt64) -> [String] {
+    var count = 0
+    while count < olderSegments.count {
       let nextFirst =
-        removed + 1 < olderSegments.count
-        ? olderSegments[removed + 1].firstSequence : currentSegment.firstSequence
+        count + 1 < olderSegments.count
+        ? olderSegments[count + 1].firstSequence : currentSegment.firstSequence
       // The segment's last record is the one before the next segment's first.
       guard nextFirst - 1 <= sequence else { break }
-      try fileSystem.removeFile(olderSegments[removed].path)
-      removed += 1
+      count += 1
     }
-    if removed > 0 { try fileSystem.syncDirectory(directory) }
-    return removed
+    defer { olderSegments.removeFirst(count) }
+    return olderSegments.prefix(count).map(\.path)
   }
 
   /// The segment files already in `directory`, oldest first, with their lengths. Throws `EEXIST`

@@ -50,12 +50,28 @@ public struct RecoveryOptions: Sendable {
   /// or remove it, but leave it on disk (for `inspect`, `verify` and `dump`). Cannot be combined
   /// with ``salvage``.
   public var readOnly = false
+  /// Records after this sequence are not read: segments that start after it are not even opened,
+  /// and the scan stops after record `throughSequence`. For reading the sealed part of a log that
+  /// is still being appended to (a snapshot folds the segments the writer has rolled away from);
+  /// only with ``readOnly``.
+  public var throughSequence: UInt64 = .max
+  /// Do not read segments whose records all lie at or below ``afterSequence`` (known without
+  /// reading them: the next segment starts at or before `afterSequence + 1`); they are listed in
+  /// the report but neither verified nor counted. The snapshot covers them: they are kept only
+  /// for an older snapshot to fall back on, and verifying them at every open would cost time and
+  /// could refuse, or salvage away, a log whose every needed record is intact.
+  public var skipCoveredSegments = false
 
   /// Options for a strict recovery by default.
-  public init(salvage: Bool = false, afterSequence: UInt64 = 0, readOnly: Bool = false) {
+  public init(
+    salvage: Bool = false, afterSequence: UInt64 = 0, readOnly: Bool = false,
+    throughSequence: UInt64 = .max, skipCoveredSegments: Bool = false
+  ) {
     self.salvage = salvage
     self.afterSequence = afterSequence
     self.readOnly = readOnly
+    self.throughSequence = throughSequence
+    self.skipCoveredSegments = skipCoveredSegments
   }
 }
 
@@ -250,6 +266,9 @@ struct LogScan {
       LogScan.chunkBytes >= frameHeaderBytes + recordBytesMax,
       "the recovery chunk must hold the largest frame")
     precondition(!(options.salvage && options.readOnly), "salvage cannot be read-only")
+    precondition(
+      options.readOnly || options.throughSequence == .max,
+      "a recovery that stops early must be read-only")
     self.fileSystem = fileSystem
     self.directory = directory
     self.options = options
@@ -274,6 +293,16 @@ struct LogScan {
     // The last sequence the log accounts for so far (nil before the first segment).
     var logEnd: UInt64?
     for index in segments.indices {
+      if options.skipCoveredSegments, index + 1 < segments.count,
+        segments[index + 1].firstSequence - 1 <= options.afterSequence
+      {
+        // Covered segments form a prefix of the log, so the first segment read is checked
+        // against afterSequence as the log's first (no record after the snapshot is missing).
+        report.segments.append(segments[index].path)
+        report.logBytes += segments[index].bytes
+        bytesBefore += segments[index].bytes
+        continue
+      }
       let outcome = try scanSegment(segments, index, previousEnd: logEnd, visit: visit)
       bytesBefore += segments[index].bytes
       switch outcome {
@@ -297,7 +326,9 @@ struct LogScan {
     var segments: [SegmentEntry] = []
     do throws(SystemCallError) {
       for name in try fileSystem.contentsOfDirectory(directory) {
-        guard let firstSequence = SegmentFile.firstSequence(fromName: name) else { continue }
+        guard let firstSequence = SegmentFile.firstSequence(fromName: name),
+          firstSequence <= options.throughSequence
+        else { continue }
         let path = joinPath(directory, name)
         let fd = try fileSystem.openFile(path, options: .readOnly)
         defer { fileSystem.close(fd) }
@@ -377,7 +408,7 @@ struct LogScan {
     var expected = header.firstSequence
     var position = Int64(segmentHeaderBytes)
     var defect: String?
-    while position < fileBytes {
+    while position < fileBytes && expected <= options.throughSequence {
       let decoded = try decodeFrame(
         at: position, seed: seed, expectedSequence: expected, path: entry.path)
       switch decoded {

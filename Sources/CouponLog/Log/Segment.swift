@@ -116,19 +116,35 @@ public struct SegmentHeader: Sendable, Equatable {
 public enum SegmentFile {
   /// The file name of the segment whose first frame has sequence `firstSequence`.
   public static func name(firstSequence: UInt64) -> String {
-    let digits = String(firstSequence)
-    return "log-" + String(repeating: "0", count: 20 - digits.count) + digits + ".seg"
+    SequenceFileName.make(prefix: "log-", firstSequence, suffix: ".seg")
   }
 
   /// The first sequence a segment file name stands for, or `nil` if `name` is not exactly the
   /// name ``name(firstSequence:)`` produces for some sequence (other files are not segments).
   public static func firstSequence(fromName name: String) -> UInt64? {
+    SequenceFileName.sequence(in: name, prefix: "log-", suffix: ".seg")
+  }
+}
+
+/// File names that carry a sequence number as 20 zero-padded decimal digits between a prefix and
+/// a suffix (log segments, snapshots), so that names sort in sequence order.
+public enum SequenceFileName {
+  /// `prefix`, `sequence` as 20 zero-padded decimal digits, `suffix`.
+  public static func make(prefix: String, _ sequence: UInt64, suffix: String) -> String {
+    let digits = String(sequence)
+    return prefix + String(repeating: "0", count: 20 - digits.count) + digits + suffix
+  }
+
+  /// The sequence `name` carries if it is exactly `prefix`, 20 decimal digits and `suffix`
+  /// (and the digits fit in 64 bits); otherwise `nil`.
+  public static func sequence(in name: String, prefix: String, suffix: String) -> UInt64? {
     let utf8 = Array(name.utf8)
-    guard utf8.count == 28, utf8.starts(with: Array("log-".utf8)),
-      utf8[24...].elementsEqual(Array(".seg".utf8))
+    let prefixCount = prefix.utf8.count
+    guard utf8.count == prefixCount + 20 + suffix.utf8.count, utf8.starts(with: prefix.utf8),
+      utf8[(prefixCount + 20)...].elementsEqual(suffix.utf8)
     else { return nil }
     var value: UInt64 = 0
-    for byte in utf8[4..<24] {
+    for byte in utf8[prefixCount..<prefixCount + 20] {
       guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
       let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
       let (sum, overflow2) = times10.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))

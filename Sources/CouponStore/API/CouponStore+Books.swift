@@ -192,9 +192,8 @@ extension CouponStore {
   ) throws(CouponStoreError) -> CouponDetails? {
     var options = Options()
     options.fileSystem = fileSystem
-    var state = StoreState(requestWindow: options.requestIDWindow)
-    _ = try replayLog(directory: directory, options: options, readOnly: true, into: &state)
     guard CodeRules.shapeProblem(code) == nil else { return nil }
+    let state = try recoverState(directory: directory, options: options, readOnly: true).state
     return state.couponID(code: code).map { state.couponDetails($0) }
   }
 }

@@ -53,34 +53,43 @@ extension CouponStore {
     }
   }
 
-  /// Replays every log record into `state`.
+  /// Replays every log record after `state.lastSequence` (the snapshot it was loaded from, or 0)
+  /// into `state`, adding the bytes of the frames replayed to `replayedBytes`. With
+  /// `throughSequence` (read-only), only the records up to it, from the segments that start at or
+  /// before it. Segments the snapshot wholly covers are verified only with `verifyCovered`.
   static func replayLog(
-    directory: String, options: Options, readOnly: Bool = false, into state: inout StoreState
+    directory: String, options: Options, readOnly: Bool = false,
+    throughSequence: UInt64 = .max, verifyCovered: Bool = false, into state: inout StoreState,
+    replayedBytes: inout Int64
   ) throws(CouponStoreError) -> RecoveryReport {
     var recoveryOptions = RecoveryOptions()
     recoveryOptions.salvage = options.salvage && !readOnly
     recoveryOptions.readOnly = readOnly
     recoveryOptions.afterSequence = state.lastSequence
+    recoveryOptions.throughSequence = throughSequence
+    recoveryOptions.skipCoveredSegments = !verifyCovered
     let progress = options.openProgress
+    var batcher = ReplayBatcher()
     do {
-      return try recoverLog(
+      let report = try recoverLog(
         fileSystem: options.fileSystem, directory: directory, options: recoveryOptions,
         progress: progress.map { report in
-          { done, total in report(OpenProgress(bytesDone: done, bytesTotal: total)) }
+          { done, total in
+            report(OpenProgress(bytesDone: done, bytesTotal: total, phase: .replayingLog))
+          }
         }
       ) { record in
-        do {
-          try state.replay(type: record.type, payload: record.payload, sequence: record.sequence)
-        } catch let error as ReplayError {
-          throw CouponStoreError(
-            code: .corruption,
-            message: "log record \(record.sequence) cannot be applied (\(error.reason)); the "
-              + "data is damaged: restore a backup, or open with salvage to cut the log here",
-            path: record.path, offset: record.offset)
-        }
+        replayedBytes += Int64(frameHeaderBytes + record.payload.count)
+        try batcher.add(record, to: &state)
       }
-    } catch let error as CouponStoreError {
-      throw error
+      try batcher.flush(into: &state)
+      return report
+    } catch let error as ReplayBatcher.Failure {
+      throw CouponStoreError(
+        code: .corruption,
+        message: "log record \(error.sequence) cannot be applied (\(error.reason)); the data is "
+          + "damaged: restore a backup, or open with salvage to cut the log here",
+        path: error.path, offset: error.offset)
     } catch let error as LogError {
       throw CouponStoreError(logError: error)
     } catch {

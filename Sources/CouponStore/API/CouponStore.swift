@@ -29,17 +29,19 @@ public final class CouponStore: Sendable {
   public let recovery: RecoverySummary
 
   private let writer: Writer
+  private let snapshotter: Snapshotter
   private let fileSystem: any FileSystem
   private let lock: FileDescriptor
   private let closed = Mutex(false)
 
   private init(
-    directory: String, recovery: RecoverySummary, writer: Writer, fileSystem: any FileSystem,
-    lock: FileDescriptor
+    directory: String, recovery: RecoverySummary, writer: Writer, snapshotter: Snapshotter,
+    fileSystem: any FileSystem, lock: FileDescriptor
   ) {
     self.directory = directory
     self.recovery = recovery
     self.writer = writer
+    self.snapshotter = snapshotter
     self.fileSystem = fileSystem
     self.lock = lock
   }
@@ -65,7 +67,10 @@ public final class CouponStore: Sendable {
   /// fails with ``CouponStoreError/Code/locked`` until this store is closed. A torn record at the
   /// end of the log (a crash mid-write) is cut off; a damaged record before the end makes the
   /// open fail with ``CouponStoreError/Code/corruption`` naming the file and offset, unless
-  /// ``Options/salvage`` is set.
+  /// ``Options/salvage`` is set. Recovery starts from the newest valid snapshot and replays the
+  /// log after it; a damaged snapshot is skipped (see ``RecoverySummary/damagedSnapshots``) for
+  /// an older one, and if none covers the log that remains, the open fails with
+  /// ``CouponStoreError/Code/corruption`` naming the snapshot file.
   public static func open(directory: String, options: Options = Options())
     async throws(CouponStoreError) -> CouponStore
   {
@@ -92,8 +97,8 @@ public final class CouponStore: Sendable {
     }
     do throws(CouponStoreError) {
       try checkDirectoryContents(directory, fileSystem: fs)
-      var state = StoreState(requestWindow: options.requestIDWindow)
-      let report = try replayLog(directory: directory, options: options, into: &state)
+      let recovered = try recoverState(directory: directory, options: options)
+      let report = recovered.report
       try makeRecoveredLogDurable(report, fileSystem: fs)
       let log: LogWriter
       do {
@@ -105,20 +110,29 @@ public final class CouponStore: Sendable {
         throw CouponStoreError.io(error, while: "starting a new log segment")
       }
       log.durableSequence = report.lastSequence
+      let snapshotter = Snapshotter(
+        directory: directory, options: options, latest: recovered.snapshot)
       let writer = Writer(
-        engine: Engine(state: state, log: log),
+        engine: Engine(state: recovered.state, log: log),
         limits: Writer.Limits(
           batchRecordsMax: options.batchRecordsMax, batchBytesMax: options.batchBytesMax,
-          synchronous: options.durability == .synchronous),
-        clock: options.clock)
+          synchronous: options.durability == .synchronous,
+          snapshotLogBytes: options.snapshotLogBytes),
+        clock: options.clock, snapshotter: snapshotter,
+        logBytesSinceSnapshot: recovered.replayedBytes)
+      snapshotter.writer = writer
+      snapshotter.start()
       writer.start()
       let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
       let summary = RecoverySummary(
         recordsReplayed: report.recordsVisited, lastSequence: report.lastSequence,
         tornTailBytesCut: report.tornTail?.bytesCut ?? 0,
-        salvagedBytesDropped: report.salvaged?.bytesDropped ?? 0, seconds: seconds)
+        salvagedBytesDropped: report.salvaged?.bytesDropped ?? 0, seconds: seconds,
+        snapshotSequence: recovered.snapshot?.sequence ?? 0,
+        damagedSnapshots: recovered.skipped.map(\.description))
       return CouponStore(
-        directory: directory, recovery: summary, writer: writer, fileSystem: fs, lock: lock)
+        directory: directory, recovery: summary, writer: writer, snapshotter: snapshotter,
+        fileSystem: fs, lock: lock)
     } catch {
       fs.unlock(lock)
       throw error
@@ -126,7 +140,8 @@ public final class CouponStore: Sendable {
   }
 
   /// Stops accepting requests, waits until everything accepted is durable and answered, stops
-  /// the writer, and releases the directory. Calling it twice is harmless.
+  /// the writer, abandons a snapshot in progress (the log holds everything it would have
+  /// covered), and releases the directory. Calling it twice is harmless.
   public func close() async throws(CouponStoreError) {
     let first = closed.withLock { closed in
       defer { closed = true }
@@ -135,6 +150,7 @@ public final class CouponStore: Sendable {
     guard first else { return }
     let reply = await writer.submit(.close)
     writer.join()
+    snapshotter.stop()
     fileSystem.unlock(lock)
     if case .failure(let error) = reply, error.code != .closed { throw error }
   }
@@ -278,8 +294,33 @@ public final class CouponStore: Sendable {
   /// Store-wide counters.
   public func statistics() async throws(CouponStoreError) -> StoreStatistics {
     switch try await send(.read(.statistics)) {
-    case .statistics(let statistics): return statistics
+    case .statistics(var statistics):
+      let status = snapshotter.status
+      statistics.snapshotSequence = status.sequence
+      statistics.snapshotsWritten = status.written
+      statistics.lastSnapshotError = status.lastError?.description
+      return statistics
     default: preconditionFailure("unexpected reply to statistics()")
+    }
+  }
+
+  // MARK: Snapshots
+
+  /// Writes a snapshot of everything acknowledged so far and returns once it is durable.
+  ///
+  /// Claims keep flowing meanwhile: the writer only seals the log (rolls its segment), and the
+  /// snapshot is built on a background thread from the previous snapshot and the sealed log. If
+  /// nothing was logged since the last snapshot, that one is returned (on a store that never
+  /// logged anything: an empty path and sequence 0). Snapshots are also taken automatically, see
+  /// ``Options/snapshotLogBytes``.
+  ///
+  /// - Throws: the snapshot's I/O error (the store goes on: the log still holds everything),
+  ///   ``CouponStoreError/Code/closed`` if the store closes first.
+  @discardableResult
+  public func snapshot() async throws(CouponStoreError) -> SnapshotInfo {
+    switch try await send(.snapshot) {
+    case .snapshot(let info): return info
+    default: preconditionFailure("unexpected reply to snapshot()")
     }
   }
 

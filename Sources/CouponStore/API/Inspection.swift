@@ -1,6 +1,6 @@
 // Read-only tools over a data directory: what `couponstore inspect`, `verify` and `dump` print.
-// They replay the log into a private state without taking the directory's lock and without
-// writing anything (a torn tail is reported, not cut).
+// They recover the state (newest valid snapshot, then the log) into a private copy without taking
+// the directory's lock and without writing anything (a torn tail is reported, not cut).
 
 import CouponLog
 import Foundation
@@ -13,6 +13,8 @@ public struct StoreInspection: Sendable {
   public var statistics: StoreStatistics
   /// The log segment files, oldest first, with their sizes in bytes.
   public var segments: [(path: String, bytes: Int64)]
+  /// The snapshot files, newest first.
+  public var snapshots: [SnapshotInspection]
   /// Bytes of a torn tail that opening the store would cut; 0 if none.
   public var tornTailBytes: Int64
   /// Invariant violations found (empty for a healthy store).
@@ -20,20 +22,29 @@ public struct StoreInspection: Sendable {
 }
 
 extension CouponStore {
-  /// Replays the log of `directory` read-only and checks every invariant: checksums of every
-  /// record, stock never exceeded, per-user limits held, codes unique, indexes consistent.
+  /// Recovers the state of `directory` read-only (the newest valid snapshot, then the log after
+  /// it) and checks every invariant: checksums of every record, stock never exceeded, per-user
+  /// limits held, codes unique, indexes consistent. A damaged snapshot is listed as a problem.
+  ///
+  /// With `verifySnapshots`, every snapshot file is also read and checked in full, so is every
+  /// log segment (also those only the older snapshot needs), and when two snapshots are valid,
+  /// the older one plus the log up to the newer one must rebuild exactly the newer one's state.
   ///
   /// - Throws: ``CouponStoreError/Code/corruption`` naming file and offset for damage before the
-  ///   tail; I/O errors.
+  ///   tail, or for a damaged snapshot that nothing else covers; I/O errors.
   public static func inspect(
     directory: String, fileSystem: any FileSystem = RealFileSystem(),
-    progress: (@Sendable (OpenProgress) -> Void)? = nil
+    verifySnapshots: Bool = false, progress: (@Sendable (OpenProgress) -> Void)? = nil
   ) throws(CouponStoreError) -> StoreInspection {
     var options = Options()
     options.fileSystem = fileSystem
     options.openProgress = progress
-    var state = StoreState(requestWindow: options.requestIDWindow)
-    let report = try replayLog(directory: directory, options: options, readOnly: true, into: &state)
+    let recovered = try recoverState(
+      directory: directory, options: options, readOnly: true, verifyCovered: verifySnapshots)
+    let state = recovered.state
+    let report = recovered.report
+    let (snapshots, snapshotProblems) = try inspectSnapshots(
+      recovered, directory: directory, options: options, verify: verifySnapshots)
     var segments: [(String, Int64)] = []
     for path in report.segments {
       let bytes: Int64
@@ -49,10 +60,12 @@ extension CouponStore {
     var statistics = state.statistics(lastSequence: report.lastSequence)
     statistics.logBytes = segments.reduce(0) { $0 + $1.1 }
     statistics.segments = segments.count
+    statistics.snapshotSequence = recovered.snapshot?.sequence ?? 0
     return StoreInspection(
       campaigns: (0..<state.campaigns.count).map { state.campaign(at: UInt32($0)) },
-      statistics: statistics, segments: segments,
-      tornTailBytes: report.tornTail?.bytesCut ?? 0, problems: state.invariantViolations())
+      statistics: statistics, segments: segments, snapshots: snapshots,
+      tornTailBytes: report.tornTail?.bytesCut ?? 0,
+      problems: snapshotProblems + state.invariantViolations())
   }
 
   /// Calls `line` with every log record of `directory` as one line of JSON, in log order:
@@ -148,8 +161,10 @@ extension StoreState {
         problems.append("campaign \(id) state counts disagree with its coupons")
       }
     }
-    if perUserCampaign != heldCounts.mapValues(Int.init) {
+    for (key, count) in perUserCampaign
+    where held(by: UInt32(key >> 32), in: UInt32(key & 0xFFFF_FFFF)) != count {
       problems.append("per-user coupon counts disagree with the coupons' owners")
+      break
     }
     for (key, count) in perUserCampaign {
       let campaign = campaigns[Int(key & 0xFFFF_FFFF)]

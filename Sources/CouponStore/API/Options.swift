@@ -35,6 +35,10 @@ extension CouponStore {
     public var fileSystem: any FileSystem = RealFileSystem()
     /// Called during ``CouponStore/open(directory:options:)`` with the recovery's progress.
     public var openProgress: (@Sendable (OpenProgress) -> Void)?
+    /// A snapshot is taken in the background once this many bytes of log were written since the
+    /// last one (default 256 MiB); 0 turns automatic snapshots off (``CouponStore/snapshot()``
+    /// still takes one). Opening replays at most about this much log after the newest snapshot.
+    public var snapshotLogBytes: Int = 256 << 20
 
     /// The default options.
     public init() {}
@@ -53,15 +57,28 @@ extension CouponStore {
       guard requestIDWindow >= 0 else {
         throw .invalid("requestIDWindow", "requestIDWindow must be ≥ 0")
       }
+      guard snapshotLogBytes == 0 || (64 << 10...1 << 40).contains(snapshotLogBytes) else {
+        throw .invalid("snapshotLogBytes", "snapshotLogBytes must be 0 (off) or 64 KiB–1 TiB")
+      }
     }
   }
 
-  /// Progress of opening a store.
+  /// Progress of opening a store: first the snapshot is loaded, then the log after it replayed.
   public struct OpenProgress: Sendable, Hashable {
-    /// Log bytes replayed so far.
+    /// What opening is busy with.
+    public enum Phase: Sendable, Hashable {
+      /// Reading and checking the newest snapshot (bytes are the snapshot file's).
+      case loadingSnapshot
+      /// Replaying the log after the snapshot (bytes are the log segments').
+      case replayingLog
+    }
+
+    /// Bytes of this phase done so far.
     public var bytesDone: Int64
-    /// Log bytes to replay in all.
+    /// Bytes of this phase in all.
     public var bytesTotal: Int64
+    /// The phase the bytes belong to.
+    public var phase: Phase = .replayingLog
   }
 
   /// What recovery found when the store was opened.
@@ -76,5 +93,20 @@ extension CouponStore {
     public var salvagedBytesDropped: Int64
     /// Seconds spent opening.
     public var seconds: Double
+    /// The log sequence of the snapshot recovery started from; 0 if it replayed the whole log.
+    public var snapshotSequence: UInt64 = 0
+    /// Newer snapshots that recovery skipped because they are damaged (path, offset, reason),
+    /// falling back to an older snapshot or to the whole log; empty normally.
+    public var damagedSnapshots: [String] = []
+  }
+
+  /// A snapshot made durable by ``CouponStore/snapshot()``.
+  public struct SnapshotInfo: Sendable, Hashable {
+    /// The snapshot file.
+    public var path: String
+    /// The last log sequence number it covers.
+    public var sequence: UInt64
+    /// The file's size in bytes.
+    public var bytes: Int64
   }
 }

@@ -230,6 +230,12 @@ public struct StoreStatistics: Sendable, Hashable {
   public var logBytes: Int64
   /// Number of log segment files.
   public var segments: Int
+  /// The last log sequence number covered by the newest snapshot; 0 if there is none.
+  public var snapshotSequence: UInt64 = 0
+  /// Snapshots written since the store was opened (automatic and asked for).
+  public var snapshotsWritten: Int = 0
+  /// Why the last failed snapshot failed, if one did since the store was opened.
+  public var lastSnapshotError: String?
 }
 
 /// The outcome of an upload of pool codes.

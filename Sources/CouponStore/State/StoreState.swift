@@ -97,10 +97,17 @@ struct StoreState {
   var users = StringTable()
   /// The most recent coupon of each user id (head of its `nextOfOwner` list).
   var userHeads: [UInt32] = []
-  /// How many coupons each user holds per campaign, keyed `user << 32 | campaign`, so that the
-  /// per-user limit check is O(1) and not a walk of the user's list (a gift-card user may hold
-  /// hundreds). Derived from the coupons' owners.
+  /// How many coupons each user holds in all (indexed by user id; may be shorter than
+  /// `userHeads`: a missing entry is 0). Derived from the coupons' owners.
+  var userCouponCounts: [UInt32] = []
+  /// For users holding more than ``heldWalkMax`` coupons only: how many they hold per campaign,
+  /// keyed `user << 32 | campaign`, so that the per-user limit check of a gift-card user with
+  /// hundreds of coupons is O(1). Everyone else's list is short and walked: a dictionary entry
+  /// per flash-sale claimant would cost more memory (~20 bytes) than the rest of the claim's
+  /// user bookkeeping. Derived from the coupons' owners.
   var heldCounts: [UInt64: UInt32] = [:]
+  /// Users with at most this many coupons are counted by walking their list.
+  static let heldWalkMax: UInt32 = 8
   /// Expiry time of every locked coupon.
   var lockExpiry: [UInt32: Int64] = [:]
   /// Audit trail of coupons that went beyond assignment.
@@ -142,14 +149,38 @@ struct StoreState {
   /// it again).
   func lookUpUser(_ user: String) -> (id: UInt32?, hash: UInt32) {
     user.withUTF8Bytes { bytes in
-      let hash = StringTable.hash(bytes)
-      return (users.find(bytes, hash: hash), hash)
+      let hash = StringTable.tag(bytes)
+      return (users.find(bytes, tag: hash), hash)
     }
   }
 
   /// How many coupons of `campaign` user `user` holds.
   func held(by user: UInt32, in campaign: UInt32) -> Int {
-    Int(heldCounts[UInt64(user) << 32 | UInt64(campaign)] ?? 0)
+    let total = Int(user) < userCouponCounts.count ? userCouponCounts[Int(user)] : 0
+    if total > Self.heldWalkMax {
+      return Int(heldCounts[UInt64(user) << 32 | UInt64(campaign)] ?? 0)
+    }
+    var count = 0
+    var coupon = Int(user) < userHeads.count ? userHeads[Int(user)] : CouponRecord.none
+    while coupon != CouponRecord.none {
+      if coupons[Int(coupon)].campaign == campaign { count += 1 }
+      coupon = coupons[Int(coupon)].nextOfOwner
+    }
+    return count
+  }
+
+  /// Rebuilds the derived per-user counts from the coupons' owners (after a snapshot load).
+  mutating func rebuildHeldCounts() {
+    userCouponCounts = [UInt32](repeating: 0, count: userHeads.count)
+    heldCounts = [:]
+    for coupon in coupons where coupon.owner != CouponRecord.none {
+      userCouponCounts[Int(coupon.owner)] += 1
+    }
+    for coupon in coupons where coupon.owner != CouponRecord.none {
+      if userCouponCounts[Int(coupon.owner)] > Self.heldWalkMax {
+        heldCounts[UInt64(coupon.owner) << 32 | UInt64(coupon.campaign), default: 0] += 1
+      }
+    }
   }
 
   /// The coupon ids of `user` in `campaign` (or all campaigns), oldest first.
@@ -174,11 +205,12 @@ struct StoreState {
   }
 
   /// Issues a new coupon with a freshly generated `code` (which must be unused) to `user`.
+  /// `codeTag` is the code's ``StringTable/tag(_:)`` if the caller computed it already.
   mutating func applyClaimed(
-    campaign: UInt32, user: UInt32?, code: UnsafeRawBufferPointer, codeHash: UInt32? = nil,
+    campaign: UInt32, user: UInt32?, code: UnsafeRawBufferPointer, codeTag: UInt32? = nil,
     time: Int64
   ) -> UInt32 {
-    let coupon = codes.insert(code, hash: codeHash ?? StringTable.hash(code))
+    let coupon = codes.insert(code, tag: codeTag ?? StringTable.tag(code))
     precondition(Int(coupon) == coupons.count, "code table and coupons out of step")
     coupons.append(
       CouponRecord(
@@ -233,7 +265,7 @@ struct StoreState {
 
   /// Adds a user known to be absent, whose hash is `hash`.
   mutating func insertUser(_ user: String, hash: UInt32) -> UInt32 {
-    let id = user.withUTF8Bytes { users.insert($0, hash: hash) }
+    let id = user.withUTF8Bytes { users.insert($0, tag: hash) }
     if Int(id) == userHeads.count { userHeads.append(CouponRecord.none) }
     return id
   }
@@ -258,7 +290,22 @@ struct StoreState {
     coupons[Int(coupon)].owner = user
     coupons[Int(coupon)].nextOfOwner = userHeads[Int(user)]
     userHeads[Int(user)] = coupon
-    heldCounts[UInt64(user) << 32 | UInt64(coupons[Int(coupon)].campaign), default: 0] += 1
+    if Int(user) >= userCouponCounts.count {
+      userCouponCounts.append(
+        contentsOf: repeatElement(0, count: Int(user) + 1 - userCouponCounts.count))
+    }
+    userCouponCounts[Int(user)] += 1
+    let total = userCouponCounts[Int(user)]
+    if total == Self.heldWalkMax + 1 {
+      // The list just outgrew walking: count all of it once into the map.
+      var listed = userHeads[Int(user)]
+      while listed != CouponRecord.none {
+        heldCounts[UInt64(user) << 32 | UInt64(coupons[Int(listed)].campaign), default: 0] += 1
+        listed = coupons[Int(listed)].nextOfOwner
+      }
+    } else if total > Self.heldWalkMax + 1 {
+      heldCounts[UInt64(user) << 32 | UInt64(coupons[Int(coupon)].campaign), default: 0] += 1
+    }
   }
 
   private func checkIssued(_ campaign: UInt32) {

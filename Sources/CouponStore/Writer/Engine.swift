@@ -72,6 +72,8 @@ struct Engine {
       return addCodes(chunk, now: now)
     case .read(let read):
       return self.read(read)
+    case .snapshot:
+      preconditionFailure("the writer thread handles snapshot requests itself")
     case .close:
       return .done
     }
@@ -189,7 +191,7 @@ struct Engine {
       }
       coupon = codeScratch.withUnsafeBytes {
         state.applyClaimed(
-          campaign: campaign, user: userID, code: $0, codeHash: codeHash, time: now)
+          campaign: campaign, user: userID, code: $0, codeTag: codeHash, time: now)
       }
     }
     if let tag { state.remember(tag, .claimed(coupon)) }
@@ -312,8 +314,8 @@ struct Engine {
     for _ in 0..<Self.codeAttemptsMax {
       generator.generate(into: &codeScratch, random: &random)
       let unused = codeScratch.withUnsafeBytes { bytes -> UInt32? in
-        let hash = StringTable.hash(bytes)
-        return state.codes.find(bytes, hash: hash) == nil ? hash : nil
+        let hash = StringTable.tag(bytes)
+        return state.codes.find(bytes, tag: hash) == nil ? hash : nil
       }
       if let unused { return unused }
     }

@@ -12,6 +12,9 @@ enum Request: Sendable {
   case lifecycle(LifecycleRequest)
   case addCodes(UploadChunk)
   case read(ReadRequest)
+  /// Take a snapshot now: handled by the writer thread itself (it seals the log and hands the
+  /// boundary to the snapshotter, which answers once the snapshot is durable).
+  case snapshot
   case close
 }
 
@@ -43,6 +46,7 @@ enum Reply: Sendable {
   case lifecycle(LifecycleOutcome, Coupon?)
   case upload(UploadReply)
   case statistics(StoreStatistics)
+  case snapshot(CouponStore.SnapshotInfo)
   case done
   case failure(CouponStoreError)
 }

@@ -23,18 +23,23 @@ import Synchronization
 
 /// The writer thread, the syncer thread, and the queues between callers and them.
 ///
-/// `@unchecked Sendable`: `engine` is touched only by the writer thread (and by `init` before the
-/// thread starts); everything shared is behind `queue` or `commit` (both `Mutex`) or is immutable.
+/// `@unchecked Sendable`: `engine` and `logBytesSinceSnapshot` are touched only by the writer
+/// thread (and by `init` before the thread starts); everything shared is behind `queue` or `commit`
+/// (both `Mutex`) or is immutable.
 final class Writer: @unchecked Sendable {
   struct Limits: Sendable {
     var batchRecordsMax: Int
     var batchBytesMax: Int
     var synchronous: Bool
+    /// Log bytes after which a snapshot is started automatically; 0: never.
+    var snapshotLogBytes: Int = 0
   }
 
   private struct Queue {
     var pending: [Envelope] = []
     var spare: [Envelope] = []
+    /// Segment detachments the snapshotter asked for (handled before the next batch).
+    var removals: [SegmentRemoval] = []
     var writerSleeping = false
     var closed = false
   }
@@ -63,11 +68,20 @@ final class Writer: @unchecked Sendable {
   private let lastSyncNanos = Atomic<UInt64>(0)
   private let clock: @Sendable () -> Date
   private var engine: Engine
+  private let snapshotter: Snapshotter
+  /// Log bytes written since the last snapshot's roll (or, at open, replayed after the snapshot
+  /// recovery started from).
+  private var logBytesSinceSnapshot: Int64
 
-  init(engine: Engine, limits: Limits, clock: @escaping @Sendable () -> Date) {
+  init(
+    engine: Engine, limits: Limits, clock: @escaping @Sendable () -> Date,
+    snapshotter: Snapshotter, logBytesSinceSnapshot: Int64
+  ) {
     self.engine = engine
     self.limits = limits
     self.clock = clock
+    self.snapshotter = snapshotter
+    self.logBytesSinceSnapshot = logBytesSinceSnapshot
     self.commit = Mutex(
       Commit(
         machine: GroupCommit(durableSequence: engine.lastAppended),
@@ -136,9 +150,11 @@ final class Writer: @unchecked Sendable {
   private func runWriter() {
     var completions: [Completion] = []
     while true {
-      let batch = takeBatch()
+      let (batch, removals) = takeBatch()
+      for removal in removals { remove(removal) }
       if batch.isEmpty {
-        // Only when `shutdown()` closed an idle queue.
+        if !removals.isEmpty { continue }
+        // Nothing at all: only when `shutdown()` closed an idle queue.
         finishClosing()
         return
       }
@@ -165,6 +181,11 @@ final class Writer: @unchecked Sendable {
         if case .close = envelope.request {
           closing = true
         }
+        if case .snapshot = envelope.request {
+          flushAndSubmit(&completions)
+          startSnapshot(waiter: envelope.continuation)
+          continue
+        }
         let reply = engine.handle(envelope.request, now: now)
         completions.append(Completion(continuation: envelope.continuation, reply: reply))
         if engine.log.bufferedBytes >= limits.batchBytesMax {
@@ -176,37 +197,103 @@ final class Writer: @unchecked Sendable {
         finishClosing()
         return
       }
+      if limits.snapshotLogBytes > 0, logBytesSinceSnapshot >= Int64(limits.snapshotLogBytes),
+        snapshotter.isIdle
+      {
+        startSnapshot(waiter: nil)
+      }
     }
+  }
+
+  // MARK: Snapshots
+
+  /// Seals the log written so far (rolls the segment; the batch was flushed) and hands its last
+  /// sequence to the snapshotter, which builds the snapshot on its own thread. O(1) here.
+  ///
+  /// Durability: the roll `fdatasync`s the segment, so every record through the boundary is
+  /// durable before the snapshotter reads it. A failed roll stops the store like any failed log
+  /// sync.
+  private func startSnapshot(waiter: UnsafeContinuation<Reply, Never>?) {
+    if let failure = self.failure {
+      waiter?.resume(returning: .failure(Self.stoppedError(failure)))
+      return
+    }
+    do {
+      try engine.log.rollSegment()
+    } catch {
+      let storeError = CouponStoreError.io(error, while: "sealing the log for a snapshot")
+      let actions = commit.withLock { $0.machine.stop(storeError) }
+      perform(actions)
+      waiter?.resume(returning: .failure(Self.stoppedError(storeError)))
+      return
+    }
+    logBytesSinceSnapshot = 0
+    snapshotter.enqueue(boundary: engine.lastAppended, waiter: waiter)
+  }
+
+  /// Asks the writer thread to take the log segments whose records all lie at or below
+  /// `sequence` off the log's list, and waits for their paths, oldest first; the caller (the
+  /// snapshotter thread, once two durable snapshots cover them) deletes them, so that the writer
+  /// thread never waits for an unlink. Returns `nil` if the writer is gone.
+  func detachSegments(coveredThrough sequence: UInt64) -> [String]? {
+    let removal = SegmentRemoval(through: sequence)
+    let (accepted, wake) = queue.withLock { queue -> (Bool, Bool) in
+      if queue.closed { return (false, false) }
+      queue.removals.append(removal)
+      guard queue.writerSleeping else { return (true, false) }
+      queue.writerSleeping = false
+      return (true, true)
+    }
+    guard accepted else { return nil }
+    if wake { writerWake.signal() }
+    removal.done.wait()
+    return removal.paths
+  }
+
+  /// Detaches the segments a removal asks for (O(segments) bookkeeping, no I/O).
+  private func remove(_ removal: SegmentRemoval) {
+    removal.finish(engine.log.detachSegments(coveredThrough: removal.through))
   }
 
   /// Refuses everything still queued and tells the syncer to exit once idle.
   private func finishClosing() {
-    let leftovers = queue.withLock { queue -> [Envelope] in
+    let (leftovers, removals) = queue.withLock { queue -> ([Envelope], [SegmentRemoval]) in
       queue.closed = true
-      defer { queue.pending.removeAll() }
-      return queue.pending
+      defer {
+        queue.pending.removeAll()
+        queue.removals.removeAll()
+      }
+      return (queue.pending, queue.removals)
     }
     for envelope in leftovers {
       envelope.continuation.resume(returning: .failure(.closedError))
     }
+    for removal in removals { removal.finish(nil) }
     commit.withLock { $0.syncerStopping = true }
     syncerWake.signal()
   }
 
-  /// Takes up to `batchRecordsMax` requests, sleeping while there are none, then gathers
-  /// stragglers if the batch would start a sync much smaller than the last one.
-  private func takeBatch() -> [Envelope] {
-    var taken = takeAvailable(waiting: true)
-    gatherStragglers(into: &taken)
-    return taken
+  /// Takes up to `batchRecordsMax` requests and the segment detachments asked for, sleeping
+  /// while there is neither, then gathers stragglers if the batch would start a sync much smaller
+  /// than the last one. Returns nothing at all only when the queue was closed while idle.
+  private func takeBatch() -> ([Envelope], [SegmentRemoval]) {
+    var (taken, removals) = takeAvailable(waiting: true)
+    if !taken.isEmpty { gatherStragglers(into: &taken, removals: &removals) }
+    return (taken, removals)
   }
 
-  /// The requests queued now (at most `batchRecordsMax`); with `waiting`, sleeps until there is
-  /// at least one.
-  private func takeAvailable(waiting: Bool, timeout: DispatchTime = .distantFuture) -> [Envelope] {
+  /// The requests queued now (at most `batchRecordsMax`) and the detachments asked for; with
+  /// `waiting`, sleeps until there is one or the other (or the timeout passes, or the queue is
+  /// closed).
+  private func takeAvailable(waiting: Bool, timeout: DispatchTime = .distantFuture) -> (
+    [Envelope], [SegmentRemoval]
+  ) {
     while true {
-      let taken = queue.withLock { queue -> [Envelope]? in
+      let taken = queue.withLock { queue -> ([Envelope], [SegmentRemoval])? in
+        let removals = queue.removals
+        queue.removals.removeAll()
         if queue.pending.isEmpty {
+          if !removals.isEmpty { return ([], removals) }
           queue.writerSleeping = true
           return nil
         }
@@ -214,15 +301,15 @@ final class Writer: @unchecked Sendable {
           var taken = queue.spare
           swap(&taken, &queue.pending)
           queue.spare = []
-          return taken
+          return (taken, removals)
         }
         let taken = Array(queue.pending.prefix(limits.batchRecordsMax))
         queue.pending.removeFirst(limits.batchRecordsMax)
-        return taken
+        return (taken, removals)
       }
       if let taken { return taken }
-      if !waiting || queue.withLock({ $0.closed }) { return [] }
-      if writerWake.wait(timeout: timeout) == .timedOut { return [] }
+      if !waiting || queue.withLock({ $0.closed }) { return ([], []) }
+      if writerWake.wait(timeout: timeout) == .timedOut { return ([], []) }
     }
   }
 
@@ -233,7 +320,9 @@ final class Writer: @unchecked Sendable {
   /// half the callers the last sync completed, wait for stragglers until it holds three
   /// quarters of them, bounded by half the last sync's duration and by `gatherNanosMax`. A lone caller (the last sync completed one
   /// request) never waits.
-  private func gatherStragglers(into taken: inout [Envelope]) {
+  private func gatherStragglers(
+    into taken: inout [Envelope], removals: inout [SegmentRemoval]
+  ) {
     let expected = lastCompletedCount.load(ordering: .relaxed)
     guard taken.count * 2 < expected, taken.count < limits.batchRecordsMax else { return }
     guard commit.withLock({ $0.machine.syncingThrough == nil }) else { return }
@@ -242,7 +331,8 @@ final class Writer: @unchecked Sendable {
     while taken.count * 4 < expected * 3, taken.count < limits.batchRecordsMax,
       DispatchTime.now() < deadline
     {
-      let more = takeAvailable(waiting: true, timeout: deadline)
+      let (more, moreRemovals) = takeAvailable(waiting: true, timeout: deadline)
+      removals += moreRemovals
       if more.isEmpty { break }
       taken += more
     }
@@ -258,7 +348,9 @@ final class Writer: @unchecked Sendable {
   private func flushAndSubmit(_ completions: inout [Completion]) {
     let actions: [GroupCommit<Completion>.Action]
     do {
+      let bytes = engine.log.bufferedBytes
       let flushed = try engine.log.flush()
+      logBytesSinceSnapshot += Int64(bytes)
       let through = engine.lastAppended
       let segment = flushed?.segment
       let durable: UInt64
@@ -374,5 +466,26 @@ final class Writer: @unchecked Sendable {
         + "recover from disk. Cause: " + storeError.message
     }
     return storeError
+  }
+}
+
+/// Segments the snapshotter thread asks the writer thread to detach from the log, waiting on
+/// `done` for their paths.
+///
+/// `@unchecked Sendable`: `paths` is written once by the writer thread before it signals `done`,
+/// and read by the snapshotter only after `done.wait()` returned.
+final class SegmentRemoval: @unchecked Sendable {
+  let through: UInt64
+  let done = DispatchSemaphore(value: 0)
+  /// The detached segments, oldest first; `nil` if the writer closed first.
+  private(set) var paths: [String]?
+
+  init(through: UInt64) {
+    self.through = through
+  }
+
+  func finish(_ paths: [String]?) {
+    self.paths = paths
+    done.signal()
   }
 }
