@@ -30,7 +30,19 @@ final class Writer: @unchecked Sendable {
     var batchRecordsMax: Int
     var batchBytesMax: Int
     var synchronous: Bool
+    /// !!! CANARY — BREAKS DURABILITY — TESTS ONLY !!! Acknowledges every write as soon as its
+    /// batch is written, before the `fdatasync` that makes it durable. It exists to prove that
+    /// the crash simulator catches a store that acknowledges too early (SimulationTests); it is
+    /// read from the task-local ``Writer/canaryAcknowledgeBeforeSync`` when a store is opened,
+    /// which only a `@testable import` can set. Never set it anywhere else.
+    var acknowledgeBeforeSync = Writer.canaryAcknowledgeBeforeSync
   }
+
+  /// !!! CANARY — BREAKS DURABILITY — TESTS ONLY !!! See ``Limits/acknowledgeBeforeSync``.
+  /// Task-local, not a global, so that a canary test cannot break the stores of the tests that
+  /// run beside it: only stores opened inside `$canaryAcknowledgeBeforeSync.withValue(true)`
+  /// are broken.
+  @TaskLocal static var canaryAcknowledgeBeforeSync = false
 
   private struct Queue {
     var pending: [Envelope] = []
@@ -200,7 +212,9 @@ final class Writer: @unchecked Sendable {
       let segment = flushed?.segment
       actions = commit.withLock { commit in
         if let segment { commit.segment = segment }
-        return commit.machine.submit(completions, through: through, writtenThrough: through)
+        // !!! CANARY (tests only): waiting for sequence 0 completes the batch before its sync.
+        let waitFor = limits.acknowledgeBeforeSync ? 0 : through
+        return commit.machine.submit(completions, through: waitFor, writtenThrough: through)
       }
     } catch {
       let storeError = CouponStoreError.io(error, while: "writing the log")
