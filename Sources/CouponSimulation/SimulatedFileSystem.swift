@@ -76,6 +76,7 @@ public final class SimulatedFileSystem: FileSystem {
     var faults: [SimulatedFault] = []
     var fired: [FiredFault] = []
     var powerOffAt: Int?
+    var powerOffKinds: Set<SimulatedOperation> = []
     var poweredOff = false
     var trace: [TraceEntry] = []
 
@@ -90,7 +91,9 @@ public final class SimulatedFileSystem: FileSystem {
       if poweredOff { throw SystemCallError(syscall: kind.syscall, errno: EIO, path: path) }
       operationCount += 1
       let number = operationCount
-      if let powerOffAt, number >= powerOffAt {
+      if let powerOffAt, number >= powerOffAt,
+        powerOffKinds.isEmpty || powerOffKinds.contains(kind)
+      {
         poweredOff = true
         record(number, kind, path, detail, "power off")
         throw SystemCallError(syscall: kind.syscall, errno: EIO, path: path)
@@ -163,15 +166,21 @@ public final class SimulatedFileSystem: FileSystem {
   /// The faults that fired, in order.
   public var firedFaults: [FiredFault] { machine.withLock { $0.fired } }
 
-  /// Cuts the power when operation number `operation` starts: it and every later operation fail
-  /// with `EIO` and change nothing, so the disk's state is frozen as it was just before it. Call
+  /// Cuts the power when the first operation numbered `operation` or later whose kind is in
+  /// `kinds` (any kind if empty) starts: it and every later operation fail with `EIO` and change
+  /// nothing, so the disk's state is frozen as it was just before it. Call
   /// ``crash(policy:random:)`` afterwards to get the disk the power loss leaves.
-  public func powerOff(atOperation operation: Int) {
+  ///
+  /// Aiming at a kind (`[.syncDirectory]`: while a new file is being created; `[.syncData]`:
+  /// while a batch is being made durable) puts crashes in the narrow windows where ordering bugs
+  /// live, which uniformly chosen operation numbers hit rarely.
+  public func powerOff(atOperation operation: Int, kinds: Set<SimulatedOperation> = []) {
     machine.withLock { machine in
       precondition(
         operation > machine.operationCount,
         "operation \(operation) has already happened (count \(machine.operationCount))")
       machine.powerOffAt = operation
+      machine.powerOffKinds = kinds
     }
   }
 

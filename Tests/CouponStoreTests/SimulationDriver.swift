@@ -114,6 +114,7 @@ struct Simulation {
   let callsPerWorker: Int
   let bulk: Bool
   let batchRecordsMax: Int
+  let segmentBytesMax: Int
   var model = SimulationModel()
   var violations: [String] = []
   var story: [String] = []
@@ -134,6 +135,9 @@ struct Simulation {
     callsPerWorker = kind == .failAtN ? random.int(in: 4...8) : random.int(in: 4...16)
     bulk = kind == .crash && random.chance(1.0 / 16)
     batchRecordsMax = random.chance(0.5) ? random.int(in: 1...8) : 16_384
+    // Mostly tiny segments, so that rolls (sync the full segment, create the next, sync the
+    // directory) happen every few records and crashes land in the middle of them.
+    segmentBytesMax = random.chance(0.75) ? random.int(in: 100...2_000) : 1 << 20
     self.random = random
   }
 
@@ -169,7 +173,8 @@ struct Simulation {
     options.fileSystem = disk
     options.clock = { Date(millis: Simulation.now) }
     options.batchBytesMax = 64 << 10
-    options.segmentBytesMax = 1 << 20
+    options.allowsTinySegments = true
+    options.segmentBytesMax = segmentBytesMax
     options.batchRecordsMax = batchRecordsMax
     options.salvage = salvage
     return options
@@ -193,11 +198,7 @@ struct Simulation {
         disk = await crash(disk, store: nil)
         continue
       }
-      if !armed {
-        let at = disk.operationCount + random.int(in: 1...(workers * callsPerWorker * 2 + 6))
-        disk.powerOff(atOperation: at)
-        story.append("life \(life): power set to go out at operation \(at)")
-      }
+      if !armed { armPowerOff(disk, life: life, within: workers * callsPerWorker * 2 + 6) }
       await runLife(life, store: store)
       disk = await crash(disk, store: store)
     }
@@ -211,6 +212,22 @@ struct Simulation {
     var model = self.model
     defer { self.model = model }
     return await recover(disk, model: &model, flip: flip)
+  }
+
+  /// Sets the power to go out during the coming workload: at a uniformly chosen operation, or
+  /// (half the time) at the first directory sync or data sync after it, where the windows of
+  /// segment rolls and group commit are.
+  mutating func armPowerOff(_ disk: SimulatedFileSystem, life: Int, within operations: Int) {
+    let at = disk.operationCount + random.int(in: 1...operations)
+    let kinds: Set<SimulatedOperation>
+    switch random.below(4) {
+    case 0: kinds = [.syncDirectory]
+    case 1: kinds = [.syncData, .sync]
+    default: kinds = []
+    }
+    disk.powerOff(atOperation: at, kinds: kinds)
+    let aim = kinds.isEmpty ? "" : " (the first \(kinds.map(\.rawValue).sorted()) from there)"
+    story.append("life \(life): power set to go out at operation \(at)\(aim)")
   }
 
   /// Opens a store on `disk` after a crash (inspecting it read-only first) and checks what it
@@ -430,7 +447,7 @@ struct Simulation {
     // A disk with history and an ordered-writeback crash, so recovery has a tail to cut.
     var disk = newDisk()
     if let store = await recover(disk) {
-      disk.powerOff(atOperation: disk.operationCount + random.int(in: 8...30))
+      armPowerOff(disk, life: 0, within: 30)
       await runLife(0, store: store)
       disk = await crash(disk, store: store)
     }
@@ -539,21 +556,29 @@ struct Simulation {
     var disk = newDisk()
     for life in 0..<lives {
       guard let store = await recover(disk) else { return }
-      disk.powerOff(atOperation: disk.operationCount + random.int(in: 1...(callsPerWorker * 2 + 6)))
+      armPowerOff(disk, life: life, within: workers * callsPerWorker * 2 + 6)
       await runLife(life, store: store)
       disk = await crash(disk, store: store)
     }
-    guard let store = await recover(disk) else { return }
-    try? await store.close()
-    // Everything is synced after a clean close: the flip hits acknowledged, durable data.
-    let image = disk.crash(policy: .dropUnsynced, random: &random)
-    guard
-      let flip = image.randomSyncedBit(
-        random: &random, where: { $0.hasPrefix(Simulation.directory + "/log-") })
-    else { return }
-    image.flip(flip)
+    // A latent sector error in what was synced before the crash: acknowledged, durable data,
+    // anywhere in the log, the last segment (ahead of its torn tail) included.
+    let synced = (disk.crashReport?.syncedBytes ?? [:]).filter {
+      $0.key.hasPrefix(Simulation.directory + "/log-") && $0.value > 0
+    }.sorted { $0.key < $1.key }
+    let total = synced.reduce(0) { $0 + $1.value }
+    guard total > 0 else { return }
+    var position = random.below(total)
+    var flip: BitFlip?
+    for (path, bytes) in synced {
+      if position < bytes {
+        flip = BitFlip(path: path, offset: position, bit: random.below(8))
+        break
+      }
+      position -= bytes
+    }
+    disk.flip(flip!)
     stats.bitFlips += 1
-    story.append("flipped \(flip)")
-    if let store = await recover(image, flip: flip) { try? await store.close() }
+    story.append("flipped \(flip!)")
+    if let store = await recover(disk, flip: flip) { try? await store.close() }
   }
 }

@@ -105,7 +105,12 @@ struct ObservedState: Equatable {
 
 struct SimulationModel {
   var campaigns: [String: CampaignFacts] = [:]
-  var coupons: [String: CouponFacts] = [:]
+  /// Changed only through ``add(_:_:)``, which keeps the two indexes below in step.
+  private(set) var coupons: [String: CouponFacts] = [:]
+  /// Codes by owner and campaign, and coupons per campaign: predicting a claim must not scan
+  /// every coupon (bulk scenarios hold tens of thousands).
+  private var holdings: [CouponFacts: [String]] = [:]
+  private var issuedCounts: [String: Int] = [:]
   /// Answers to request ids, as acknowledged.
   var requests: [String: (call: ClaimCall, outcome: ClaimOutcome)] = [:]
   /// Creations whose fate is unknown.
@@ -125,7 +130,7 @@ struct SimulationModel {
           "code \(coupon.code) acknowledged for \(known) and, \(why), for \(facts): codes must "
             + "be unique")
       }
-      coupons[coupon.code] = facts
+      if coupons[coupon.code] == nil { add(coupon.code, facts) }
     }
     for event in events {
       switch event {
@@ -155,12 +160,19 @@ struct SimulationModel {
 
   // MARK: Predicting (one caller)
 
+  /// Records an acknowledged coupon and indexes it.
+  private mutating func add(_ code: String, _ facts: CouponFacts) {
+    coupons[code] = facts
+    holdings[facts, default: []].append(code)
+    issuedCounts[facts.campaign, default: 0] += 1
+  }
+
   func held(by user: String, in campaign: String) -> [String] {
-    coupons.filter { $0.value == CouponFacts(campaign: campaign, user: user) }.map(\.key)
+    holdings[CouponFacts(campaign: campaign, user: user)] ?? []
   }
 
   func issued(_ campaign: String) -> Int {
-    coupons.values.reduce(0) { $0 + ($1.campaign == campaign ? 1 : 0) }
+    issuedCounts[campaign] ?? 0
   }
 
   /// The answer the store must give to `call` at time `now`, given everything acknowledged.
@@ -295,7 +307,10 @@ struct SimulationModel {
   mutating func resolve(_ observed: ObservedState) {
     campaigns = Dictionary(
       observed.campaigns.map { ($0.id, CampaignFacts($0)) }, uniquingKeysWith: { first, _ in first })
-    coupons = observed.coupons
+    coupons = [:]
+    holdings = [:]
+    issuedCounts = [:]
+    for (code, facts) in observed.coupons { add(code, facts) }
     pendingCampaigns = []
     pendingClaims = []
     // An acknowledged claim whose coupon was lost (lossy recovery only) must not be retried.

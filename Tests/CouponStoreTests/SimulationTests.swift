@@ -36,8 +36,12 @@ struct SimulationTests {
   static func run(_ seeds: [UInt64], label: String) async -> SimulationStats {
     var stats = SimulationStats()
     let started = ContinuousClock.now
+    var slowest: (seed: UInt64, seconds: Double) = (0, 0)
     for seed in seeds {
+      let seedStarted = ContinuousClock.now
       let result = await Simulation.run(seed: seed)
+      let seedSeconds = (ContinuousClock.now - seedStarted) / .seconds(1)
+      if seedSeconds > slowest.seconds { slowest = (seed, seedSeconds) }
       stats.add(result.stats)
       if !result.violations.isEmpty {
         print(result.report)
@@ -47,7 +51,8 @@ struct SimulationTests {
     let seconds = (ContinuousClock.now - started) / .seconds(1)
     print(
       "simulation \(label): \(stats.summary); \(String(format: "%.1f", seconds)) s, "
-        + "\(String(format: "%.1f", Double(seeds.count) / max(seconds, 0.001))) scenarios/s")
+        + "\(String(format: "%.1f", Double(seeds.count) / max(seconds, 0.001))) scenarios/s; "
+        + "slowest: seed \(slowest.seed), \(String(format: "%.2f", slowest.seconds)) s")
     return stats
   }
 
