@@ -22,7 +22,7 @@ let package = Package(
     // A deterministic simulated disk behind the file-system seam, for crash and fault tests.
     .target(name: "CouponSimulation", dependencies: ["CouponLog"]),
     // Kills a real store process with SIGKILL, reopens, verifies (crash-harness --kills N).
-    .executableTarget(name: "CrashHarness", dependencies: ["CouponStore"]),
+    .executableTarget(name: "CrashHarness", dependencies: ["CouponStore", "CouponSimulation"]),
     .executableTarget(
       name: "CouponBench", dependencies: ["CouponStore"], path: "Benchmarks/CouponBench"),
     .testTarget(name: "CouponLogTests", dependencies: ["CouponLog"]),
