@@ -198,7 +198,9 @@ struct SimulatedDisk: Sendable {
   /// the rest stay pending (a later sync may still persist them).
   mutating func failSyncDirectory(_ node: Int, persisted: Int) {
     var directory = directories[node]!
-    for change in directory.pending.prefix(persisted) { change.apply(to: &directory.durableEntries) }
+    for change in directory.pending.prefix(persisted) {
+      change.apply(to: &directory.durableEntries)
+    }
     directory.pending.removeFirst(min(persisted, directory.pending.count))
     directories[node] = directory
   }

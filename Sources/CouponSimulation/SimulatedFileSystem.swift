@@ -373,7 +373,9 @@ public final class SimulatedFileSystem: FileSystem {
   }
 
   /// Reads from the cache; fewer bytes than the buffer holds only at end of file.
-  public func read(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64)
+  public func read(
+    _ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64
+  )
     throws(SystemCallError) -> Int
   {
     precondition(offset >= 0, "pread at negative offset \(offset)")
@@ -445,20 +447,10 @@ public final class SimulatedFileSystem: FileSystem {
       func failure(_ code: Int32) -> SystemCallError {
         SystemCallError(syscall: "rename", errno: code, path: from)
       }
-      let node: Int
-      switch machine.disk.lookup(from) {
-      case .success(let found): node = found
-      case .failure(let error): throw failure(error.code)
-      }
+      let node = try machine.disk.lookup(from).get("rename", from)
       guard machine.disk.files[node] != nil else { throw failure(EINVAL) }
-      guard case .success(let source) = machine.disk.parent(of: from) else {
-        throw failure(ENOENT)
-      }
-      let target: (directory: Int, name: String)
-      switch machine.disk.parent(of: to) {
-      case .success(let found): target = found
-      case .failure(let error): throw failure(error.code)
-      }
+      let source = try machine.disk.parent(of: from).get("rename", from)
+      let target = try machine.disk.parent(of: to).get("rename", from)
       if let existing = machine.disk.directories[target.directory]!.entries[target.name] {
         if existing == node { return }
         if machine.disk.directories[existing] != nil { throw failure(EISDIR) }
@@ -480,18 +472,11 @@ public final class SimulatedFileSystem: FileSystem {
   public func removeFile(_ path: String) throws(SystemCallError) {
     try operate { machine throws(SystemCallError) in
       if let error = try machine.begin(.removeFile, path) { throw error }
-      func failure(_ code: Int32) -> SystemCallError {
-        SystemCallError(syscall: "unlink", errno: code, path: path)
+      let node = try machine.disk.lookup(path).get("unlink", path)
+      if machine.disk.directories[node] != nil {
+        throw SystemCallError(syscall: "unlink", errno: EISDIR, path: path)
       }
-      switch machine.disk.lookup(path) {
-      case .success(let node):
-        if machine.disk.directories[node] != nil { throw failure(EISDIR) }
-      case .failure(let error):
-        throw failure(error.code)
-      }
-      guard case .success(let parent) = machine.disk.parent(of: path) else {
-        throw failure(ENOENT)
-      }
+      let parent = try machine.disk.parent(of: path).get("unlink", path)
       machine.disk.unlink(parent.name, in: parent.directory)
     }
   }
@@ -500,12 +485,7 @@ public final class SimulatedFileSystem: FileSystem {
   public func contentsOfDirectory(_ path: String) throws(SystemCallError) -> [String] {
     try operate { machine throws(SystemCallError) -> [String] in
       if let error = try machine.begin(.listDirectory, path) { throw error }
-      let node: Int
-      switch machine.disk.lookup(path) {
-      case .success(let found): node = found
-      case .failure(let error):
-        throw SystemCallError(syscall: "opendir", errno: error.code, path: path)
-      }
+      let node = try machine.disk.lookup(path).get("opendir", path)
       guard let directory = machine.disk.directories[node] else {
         throw SystemCallError(syscall: "opendir", errno: ENOTDIR, path: path)
       }
@@ -530,11 +510,7 @@ public final class SimulatedFileSystem: FileSystem {
       case .failure:
         break
       }
-      let parent: (directory: Int, name: String)
-      switch machine.disk.parent(of: path) {
-      case .success(let found): parent = found
-      case .failure(let error): throw failure(error.code)
-      }
+      let parent = try machine.disk.parent(of: path).get("mkdir", path)
       let node = machine.disk.newDirectory()
       machine.disk.link(parent.name, to: node, in: parent.directory)
     }
@@ -612,11 +588,7 @@ extension SimulatedFileSystem.Machine {
       if disk.directories[existing] != nil { throw failure(EISDIR) }
       node = existing
     case .failure(let error) where error.code == ENOENT && options.contains(.create):
-      let parent: (directory: Int, name: String)
-      switch disk.parent(of: path) {
-      case .success(let found): parent = found
-      case .failure(let error): throw failure(error.code)
-      }
+      let parent = try disk.parent(of: path).get(syscall, path)
       node = disk.newFile()
       disk.link(parent.name, to: node, in: parent.directory)
     case .failure(let error):
@@ -630,5 +602,15 @@ extension SimulatedFileSystem.Machine {
     nextDescriptor += 1
     descriptors[fd] = SimulatedFileSystem.Descriptor(node: node, path: path, writable: writable)
     return FileDescriptor(rawValue: fd)
+  }
+}
+
+extension Result where Failure == Errno {
+  /// The value, or the failure as the `SystemCallError` a real `syscall` on `path` would throw.
+  func get(_ syscall: String, _ path: String) throws(SystemCallError) -> Success {
+    switch self {
+    case .success(let value): return value
+    case .failure(let error): throw SystemCallError(syscall: syscall, errno: error.code, path: path)
+    }
   }
 }

@@ -134,7 +134,8 @@ enum Child {
       var end = min(bytes.count, 4_096)
       if end < bytes.count {
         // Cut after the last newline that fits.
-        end = (bytes.prefix(end).lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 - bytes.startIndex })
+        end =
+          (bytes.prefix(end).lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 - bytes.startIndex })
           ?? end
       }
       let chunk = bytes.prefix(end)

@@ -114,12 +114,14 @@ enum Parent {
     if let existing = try? FileManager.default.contentsOfDirectory(atPath: directory),
       !existing.isEmpty
     {
-      throw UsageError("\(directory) is not empty; the harness deletes its directory between "
-        + "rounds, so give it a new or empty one")
+      throw UsageError(
+        "\(directory) is not empty; the harness deletes its directory between "
+          + "rounds, so give it a new or empty one")
     }
     let executable = try selfExecutable()
     print(
-      "crash-harness: \(settings.kills) kills, seed \(seed), store \(directory)\(isDebugBuild ? " (DEBUG BUILD: slow; use -c release for the soak)" : "")")
+      "crash-harness: \(settings.kills) kills, seed \(seed), store \(directory)\(isDebugBuild ? " (DEBUG BUILD: slow; use -c release for the soak)" : "")"
+    )
     let started = ContinuousClock.now
     var totals = Totals()
     var ledger = Ledger()
@@ -144,10 +146,14 @@ enum Parent {
       case .duringOpen:
         usleep(useconds_t(random.int(in: 0...15) * 1_000))
       case .whileClaiming:
-        guard child.waitForReady() else { return fail(kill, seed, ["the child never became ready"], directory) }
+        guard child.waitForReady() else {
+          return fail(kill, seed, ["the child never became ready"], directory)
+        }
         usleep(useconds_t(delay * 1_000))
       case .atSegmentRoll, .duringSnapshot:
-        guard child.waitForReady() else { return fail(kill, seed, ["the child never became ready"], directory) }
+        guard child.waitForReady() else {
+          return fail(kill, seed, ["the child never became ready"], directory)
+        }
         let prefix = moment == .atSegmentRoll ? "log-" : "snapshot-"
         waitForNewFile(in: directory, prefix: prefix, timeoutMillis: 5_000)
       }
@@ -179,7 +185,9 @@ enum Parent {
       }
       if !problems.isEmpty { return fail(kill, seed, problems, directory) }
       if !settings.verbose && (kill % max(1, settings.kills / 10) == 0) {
-        print("  \(kill)/\(settings.kills) kills, \(totals.claimsVerified) acknowledged claims verified")
+        print(
+          "  \(kill)/\(settings.kills) kills, \(totals.claimsVerified) acknowledged claims verified"
+        )
       }
     }
     let seconds = (ContinuousClock.now - started) / .seconds(1)
@@ -276,7 +284,8 @@ enum Parent {
           problems.append("\(campaign.id) lists \(listed) claims but reports \(campaign.issued)")
         }
         for (user, count) in held where count > campaign.perUserLimit {
-          problems.append("\(user) holds \(count) of \(campaign.id), limit \(campaign.perUserLimit)")
+          problems.append(
+            "\(user) holds \(count) of \(campaign.id), limit \(campaign.perUserLimit)")
         }
       }
       for (id, facts) in ledger.campaigns {
@@ -328,8 +337,9 @@ enum Parent {
   static func logBytes(_ directory: String) -> Int64 {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
     return names.reduce(0) { total, name in
-      let size = (try? FileManager.default.attributesOfItem(atPath: directory + "/" + name))?[
-        .size] as? NSNumber
+      let size =
+        (try? FileManager.default.attributesOfItem(atPath: directory + "/" + name))?[
+          .size] as? NSNumber
       return total + (size?.int64Value ?? 0)
     }
   }
@@ -340,7 +350,8 @@ enum Parent {
     let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
     if count > 0 {
       return URL(
-        fileURLWithPath: String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        fileURLWithPath: String(
+          decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self))
     }
     return URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
   }

@@ -21,8 +21,7 @@ private func repeated(_ byte: Character, _ count: Int) -> [UInt8] {
 @Suite("Simulation: the simulated disk")
 struct SimulatedFileSystemTests {
   /// A disk with `/d` durable and `/d/f` created, named durably, holding 10 synced bytes "A".
-  static func diskWithSyncedFile(seed: UInt64 = 1) throws -> (SimulatedFileSystem, FileDescriptor)
-  {
+  static func diskWithSyncedFile(seed: UInt64 = 1) throws -> (SimulatedFileSystem, FileDescriptor) {
     let disk = SimulatedFileSystem(seed: seed)
     try disk.createDirectory("/d")
     try disk.syncDirectory("/")

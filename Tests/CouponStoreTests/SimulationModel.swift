@@ -223,7 +223,8 @@ struct SimulationModel {
   func violations(of observed: ObservedState, lossy: Bool = false) -> [String] {
     var problems: [String] = []
     let observedCampaigns = Dictionary(
-      observed.campaigns.map { ($0.id, CampaignFacts($0)) }, uniquingKeysWith: { first, _ in first })
+      observed.campaigns.map { ($0.id, CampaignFacts($0)) }, uniquingKeysWith: { first, _ in first }
+    )
     if observedCampaigns.count != observed.campaigns.count {
       problems.append("campaigns() lists an id twice")
     }
@@ -233,7 +234,8 @@ struct SimulationModel {
     for campaign in observed.campaigns {
       let claims = observed.claims[campaign.id] ?? []
       if campaign.issued != claims.count {
-        problems.append("campaign \(campaign.id) reports issued \(campaign.issued), lists \(claims.count)")
+        problems.append(
+          "campaign \(campaign.id) reports issued \(campaign.issued), lists \(claims.count)")
       }
       if campaign.issued > campaign.stock {
         problems.append("campaign \(campaign.id) oversold: \(campaign.issued) > \(campaign.stock)")
@@ -306,7 +308,8 @@ struct SimulationModel {
   /// now the acknowledged state. Request ids whose answer is known are kept.
   mutating func resolve(_ observed: ObservedState) {
     campaigns = Dictionary(
-      observed.campaigns.map { ($0.id, CampaignFacts($0)) }, uniquingKeysWith: { first, _ in first })
+      observed.campaigns.map { ($0.id, CampaignFacts($0)) }, uniquingKeysWith: { first, _ in first }
+    )
     coupons = [:]
     holdings = [:]
     issuedCounts = [:]

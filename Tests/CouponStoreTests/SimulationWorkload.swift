@@ -95,9 +95,11 @@ enum SimulationWorkload {
           log.violations.append("\(call) returned the foreign coupon \(coupon)")
         }
       case .limitReached(let existing):
-        if existing.isEmpty || existing.contains(where: {
-          $0.campaign != call.campaign || $0.user != call.user || call.user == nil
-        }) {
+        if existing.isEmpty
+          || existing.contains(where: {
+            $0.campaign != call.campaign || $0.user != call.user || call.user == nil
+          })
+        {
           log.violations.append("\(call) answered limitReached with \(existing)")
         }
       case .campaignNotFound:
@@ -183,7 +185,8 @@ enum SimulationWorkload {
                   + "\(expected.sorted())")
             }
           }
-          note([.seen(coupons.map { ($0.code, CouponFacts(campaign: $0.campaign, user: $0.user)) })])
+          note([.seen(coupons.map { ($0.code, CouponFacts(campaign: $0.campaign, user: $0.user)) })]
+          )
         case 84..<92 where plan.bulk:
           // A large anonymous batch: fills segments quickly so that they roll mid-scenario.
           let calls = Array(
