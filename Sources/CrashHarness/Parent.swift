@@ -94,7 +94,7 @@ enum Parent {
       case "--rotate": settings.rotateEvery = try number()
       case "--verbose": settings.verbose = true
       case "--help", "-h":
-        print(usage)
+        say(usage)
         exit(0)
       case let other: throw UsageError("unknown option \"\(other)\"")
       }
@@ -119,7 +119,7 @@ enum Parent {
           + "rounds, so give it a new or empty one")
     }
     let executable = try selfExecutable()
-    print(
+    say(
       "crash-harness: \(settings.kills) kills, seed \(seed), store \(directory)\(isDebugBuild ? " (DEBUG BUILD: slow; use -c release for the soak)" : "")"
     )
     let started = ContinuousClock.now
@@ -179,13 +179,13 @@ enum Parent {
       totals.claimsVerified += acknowledged.claims
       totals.campaignsVerified += acknowledged.campaigns
       if settings.verbose || !problems.isEmpty {
-        print(
+        say(
           "kill \(kill) (\(moment.rawValue)): +\(acknowledged.claims) claims, "
             + "+\(acknowledged.campaigns) campaigns acknowledged, torn tail \(tornTail) bytes")
       }
       if !problems.isEmpty { return fail(kill, seed, problems, directory) }
       if !settings.verbose && (kill % max(1, settings.kills / 10) == 0) {
-        print(
+        say(
           "  \(kill)/\(settings.kills) kills, \(totals.claimsVerified) acknowledged claims verified"
         )
       }
@@ -194,7 +194,7 @@ enum Parent {
     let moments = KillMoment.allCases.compactMap { moment in
       totals.byMoment[moment].map { "\($0) \(moment.rawValue)" }
     }.joined(separator: ", ")
-    print(
+    say(
       "crash-harness: \(totals.kills) kills (\(moments)), 0 problems; "
         + "\(totals.claimsVerified) acknowledged claims and \(totals.campaignsVerified) campaigns "
         + "verified over \(totals.epochs) store(s); \(totals.tornTailsCut) torn tails cut; "
@@ -206,11 +206,11 @@ enum Parent {
   static func fail(_ kill: Int, _ seed: UInt64, _ problems: [String], _ directory: String)
     -> Int32
   {
-    print("FAILED at kill \(kill):")
-    for problem in problems.prefix(20) { print("  ✗ \(problem)") }
-    if problems.count > 20 { print("  … and \(problems.count - 20) more") }
-    print("store kept for inspection: \(directory)  (couponstore verify \(directory))")
-    print("reproduce: swift run -c release crash-harness --kills \(kill) --seed \(seed)")
+    say("FAILED at kill \(kill):")
+    for problem in problems.prefix(20) { say("  ✗ \(problem)") }
+    if problems.count > 20 { say("  … and \(problems.count - 20) more") }
+    say("store kept for inspection: \(directory)  (couponstore verify \(directory))")
+    say("reproduce: swift run -c release crash-harness --kills \(kill) --seed \(seed)")
     return 1
   }
 
@@ -428,4 +428,10 @@ final class ChildProcess: @unchecked Sendable {
       process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL
     return (lines, killed, process.terminationStatus)
   }
+}
+
+/// Prints a line at once (unbuffered), so that progress shows when the output goes to a file or
+/// a pipe (`print` buffers those until exit).
+func say(_ line: String) {
+  FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

@@ -51,6 +51,7 @@ struct CrashHarnessTests {
     #expect(output.contains(" 0 problems"), "\(output)")
     #expect(output.contains("at a segment roll"), "\(output)")
     #expect(output.contains("during open"), "\(output)")
-    print(output.split(separator: "\n").last ?? "")
+    let lines: [Substring] = output.split(separator: "\n")
+    print(lines.last.map(String.init) ?? "")
   }
 }

@@ -199,6 +199,9 @@ enum SimulationWorkload {
             check(call, result)
             note([.claimed(call, result)])
           }
+        // HOOK(snapshots): once `CouponStore.snapshot()` exists, give it a slice of the range
+        // above (`try await store.snapshot()`, nothing in flight: it changes no business state),
+        // and add `snapshot-` files to the bit-flip candidates in SimulationDriver.runBitFlip.
         default:
           let campaign = randomCampaign()
           if let page = try await store.claims(of: campaign, limit: 50) {
