@@ -125,11 +125,11 @@ struct Simulation {
   var story: [String] = []
   var stats = SimulationStats()
   var lastDisk: SimulatedFileSystem?
-  /// Files where out-of-order writeback left a hole that no successful open has repaired yet,
-  /// with the synced length below which the hole cannot be. A crash during the recovery that
-  /// refuses (or salvages) such a disk keeps the hole, and the next crash's report no longer
-  /// knows it was never synced (found by soak seeds 17927338107855521558 and
-  /// 16448712152163308046).
+  /// Files where an out-of-order-writeback crash may have left a hole that no successful open
+  /// has repaired since, with the synced length below which the hole cannot be. A crash during
+  /// the recovery of such a disk keeps the hole, and the next crash's report no longer knows those
+  /// bytes were never synced (found by soak seeds 17927338107855521558, 16448712152163308046 and
+  /// 7686541374111696194).
   var unrepairedHoles: [String: Int] = [:]
 
   /// Draws the scenario's shape from the seed.
@@ -278,10 +278,6 @@ struct Simulation {
       story.append("  open refused: \(error)")
       if let problem = corruptionProblem(error, disk: disk, flip: flip) {
         violations.append(problem)
-      } else if flip == nil, let path = error.path, let report = disk.crashReport {
-        let file = SimulatedFileSystem.canonicalPath(path)
-        unrepairedHoles[file] = min(
-          unrepairedHoles[file] ?? .max, report.syncedBytes[file] ?? 0)
       }
       if inspectError?.code != .corruption {
         violations.append(
@@ -380,6 +376,11 @@ struct Simulation {
     default: policy = .anyWriteback
     }
     let image = disk.crash(policy: policy, random: &random)
+    if policy == .anyWriteback {
+      for (file, synced) in image.crashReport!.syncedBytes {
+        unrepairedHoles[file] = min(unrepairedHoles[file] ?? .max, synced)
+      }
+    }
     if let store { try? await store.close() }
     stats.crashes += 1
     if midWorkload { stats.crashesMidWorkload += 1 }
