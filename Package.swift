@@ -10,6 +10,7 @@ let package = Package(
     .library(name: "CouponStore", targets: ["CouponStore"]),
     .executable(name: "couponstore", targets: ["CouponStoreCLI"]),
     .executable(name: "coupon-bench", targets: ["CouponBench"]),
+    .executable(name: "crash-harness", targets: ["CrashHarness"]),
   ],
   targets: [
     // The generic write-ahead log: file-system seam, framing, segments, recovery scan,
@@ -18,10 +19,15 @@ let package = Package(
     // The coupon engine: events, in-memory state, the single writer, the public API.
     .target(name: "CouponStore", dependencies: ["CouponLog"]),
     .executableTarget(name: "CouponStoreCLI", dependencies: ["CouponStore"]),
+    // A deterministic simulated disk behind the file-system seam, for crash and fault tests.
+    .target(name: "CouponSimulation", dependencies: ["CouponLog"]),
+    // Kills a real store process with SIGKILL, reopens, verifies (crash-harness --kills N).
+    .executableTarget(name: "CrashHarness", dependencies: ["CouponStore", "CouponSimulation"]),
     .executableTarget(
       name: "CouponBench", dependencies: ["CouponStore"], path: "Benchmarks/CouponBench"),
     .testTarget(name: "CouponLogTests", dependencies: ["CouponLog"]),
-    .testTarget(name: "CouponStoreTests", dependencies: ["CouponStore", "CouponLog"]),
+    .testTarget(
+      name: "CouponStoreTests", dependencies: ["CouponStore", "CouponLog", "CouponSimulation"]),
   ],
   swiftLanguageModes: [.v6]
 )

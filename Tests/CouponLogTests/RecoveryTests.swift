@@ -501,6 +501,34 @@ struct UnsyncedTailTests {
     #expect(report.tornTail?.offset == offsets[10])
   }
 
+  @Test func flippedBitInTheLastSyncedBatchFollowedByAFrameOfTheSameBatchIsCorruption() throws {
+    let directory = try TestDirectory()
+    _ = try Self.writerWithTenSyncedRecords(directory)
+    let path = try directory.segmentPaths()[0]
+    let offsets = try frameOffsets(path)
+    // Records 1-10 were synced together and nothing was written after them: no later frame
+    // proves record 5 durable, but a flipped bit is not what a lost write leaves (zeros).
+    try flipBit(path, at: offsets[4] + 22)
+    let found = corruption { _ = try recoverRecords(in: directory.path) }
+    #expect(found?.path == path && found?.offset == offsets[4])
+  }
+
+  @Test func zeroedSyncedFrameFollowedByALaterBatchIsCorruption() throws {
+    let directory = try TestDirectory()
+    let writer = try Self.writerWithTenSyncedRecords(directory)
+    _ = writer.append(type: 1) { $0.appendBytes(testPayload(10)) }
+    _ = try writer.flush()
+    let path = try directory.segmentPaths()[0]
+    let offsets = try frameOffsets(path)
+    // Record 5 reads as zeros, like a lost write, but record 11 was written after it was synced.
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+    try handle.seek(toOffset: UInt64(offsets[4]))
+    try handle.write(contentsOf: Data(repeating: 0, count: Int(offsets[5] - offsets[4])))
+    try handle.close()
+    let found = corruption { _ = try recoverRecords(in: directory.path) }
+    #expect(found?.path == path && found?.offset == offsets[4])
+  }
+
   @Test func damagedSyncedFrameFollowedByALaterBatchIsCorruption() throws {
     let directory = try TestDirectory()
     let writer = try Self.writerWithTenSyncedRecords(directory)

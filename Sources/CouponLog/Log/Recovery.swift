@@ -446,7 +446,9 @@ struct LogScan {
           lastSequence: lastSequence)
       }
       if let later = try laterValidFrame(
-        from: position, above: lastSequence, seed: seed, path: entry.path)
+        from: position, above: lastSequence, seed: seed, path: entry.path, writtenAfter: nil),
+        try !isLostUnsyncedWrite(
+          from: position, to: later.offset, lastGood: lastSequence, seed: seed, path: entry.path)
       {
         return try corruption(
           segments, index, offset: position,
@@ -509,13 +511,35 @@ struct LogScan {
     }
   }
 
-  /// The first frame at or after `start` that verifies under `seed`, has a sequence above
-  /// `lastGood`, and was written when sequence `lastGood + 1` was already durable, if any: the
-  /// byte-by-byte search that tells corruption from a torn tail. Valid frames written before
-  /// that (survivors of an unsynced batch whose earlier pages were lost) do not count: their
-  /// presence after a crash is normal.
+  /// Whether the invalid bytes from `start` up to the valid frame at `end` are a write that a
+  /// power loss dropped, not damage: they are all zeros (what a dropped append leaves when a
+  /// later append survived), and no valid frame after them was written once sequence
+  /// `lastGood + 1` was durable (its sync lag says so). A page cache may write back unsynced
+  /// appends in any order, so such a hole in the unsynced tail is crash damage and is cut with
+  /// it. Anything else (a flipped bit, garbage) followed by a valid frame stays corruption.
+  mutating func isLostUnsyncedWrite(
+    from start: Int64, to end: Int64, lastGood: UInt64, seed: CRC32C, path: String
+  ) throws(LogError) -> Bool {
+    var position = start
+    while position < end {
+      let length = Int(min(end - position, Int64(LogScan.chunkBytes / 2)))
+      guard try load(position, length, path: path) else { return false }
+      let bytes = UnsafeRawBufferPointer(
+        rebasing: window[Int(position - windowStart)..<Int(position - windowStart) + length])
+      if bytes.contains(where: { $0 != 0 }) { return false }
+      position += Int64(length)
+    }
+    let proof = try laterValidFrame(
+      from: end, above: lastGood, seed: seed, path: path, writtenAfter: lastGood)
+    return proof == nil
+  }
+
+  /// The first frame at or after `start` that verifies under `seed` and has a sequence above
+  /// `lastGood`, if any: the byte-by-byte search that tells corruption from a torn tail. With
+  /// `writtenAfter`, only a frame written when that sequence was already durable counts.
   mutating func laterValidFrame(
-    from start: Int64, above lastGood: UInt64, seed: CRC32C, path: String
+    from start: Int64, above lastGood: UInt64, seed: CRC32C, path: String,
+    writtenAfter durable: UInt64?
   ) throws(LogError) -> (offset: Int64, sequence: UInt64)? {
     var position = start
     while position + Int64(frameHeaderBytes) <= fileBytes {
@@ -529,7 +553,7 @@ struct LogScan {
         try load(position, Int(frameBytes), path: path),
         case .valid(let frame) = Frame.decode(
           window, at: Int(position - windowStart), seed: seed, expectedSequence: nil),
-        frame.durableSequence > lastGood
+        durable.map({ frame.durableSequence > $0 }) ?? true
       {
         return (position, frame.sequence)
       }

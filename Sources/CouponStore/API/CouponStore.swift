@@ -80,6 +80,13 @@ public final class CouponStore: Sendable {
     let fs = options.fileSystem
     do {
       try fs.createDirectory(directory)
+      // Durability point of the directory itself: its name in the parent is durable only once
+      // the parent is synced (syncing the directory makes its entries durable, not its own
+      // name). Without this a power loss could take the whole store, acknowledged claims and
+      // all (found by the crash simulator). Every open, not only the one that created it: a
+      // process crash between `mkdir` and this sync leaves a directory that exists but whose
+      // name may still be unsynced.
+      try fs.syncDirectory(parentDirectory(of: directory))
     } catch {
       throw .io(error, while: "creating the data directory")
     }
@@ -330,6 +337,15 @@ public final class CouponStore: Sendable {
     let reply = await writer.submit(request)
     if case .failure(let error) = reply { throw error }
     return reply
+  }
+
+  /// The directory holding `path`: `/var/lib` for `/var/lib/coupons`, `.` for `coupons`.
+  static func parentDirectory(of path: String) -> String {
+    var trimmed = Substring(path)
+    while trimmed.count > 1, trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+    guard let slash = trimmed.lastIndex(of: "/") else { return "." }
+    if slash == trimmed.startIndex { return "/" }
+    return String(trimmed[..<slash])
   }
 
   static func claimFingerprint(_ campaign: String, _ user: String?) -> Fingerprint {

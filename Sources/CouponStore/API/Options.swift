@@ -40,6 +40,10 @@ extension CouponStore {
     /// still takes one). Opening replays at most about this much log after the newest snapshot.
     public var snapshotLogBytes: Int = 256 << 20
 
+    /// Tests only (internal, reachable through `@testable import`): lets ``segmentBytesMax`` go
+    /// below its 1 MiB floor, so that the crash simulator rolls segments every few records.
+    var allowsTinySegments = false
+
     /// The default options.
     public init() {}
 
@@ -51,7 +55,8 @@ extension CouponStore {
       guard (64 << 10...1 << 30).contains(batchBytesMax) else {
         throw .invalid("batchBytesMax", "batchBytesMax must be 64 KiB–1 GiB")
       }
-      guard (1 << 20...1 << 40).contains(segmentBytesMax) else {
+      let segmentBytesMin = allowsTinySegments ? segmentHeaderBytes + 1 : 1 << 20
+      guard (segmentBytesMin...1 << 40).contains(segmentBytesMax) else {
         throw .invalid("segmentBytesMax", "segmentBytesMax must be 1 MiB–1 TiB")
       }
       guard requestIDWindow >= 0 else {

@@ -33,7 +33,19 @@ final class Writer: @unchecked Sendable {
     var synchronous: Bool
     /// Log bytes after which a snapshot is started automatically; 0: never.
     var snapshotLogBytes: Int = 0
+    /// !!! CANARY — BREAKS DURABILITY — TESTS ONLY !!! Acknowledges every write as soon as its
+    /// batch is written, before the `fdatasync` that makes it durable. It exists to prove that
+    /// the crash simulator catches a store that acknowledges too early (SimulationTests); it is
+    /// read from the task-local ``Writer/canaryAcknowledgeBeforeSync`` when a store is opened,
+    /// which only a `@testable import` can set. Never set it anywhere else.
+    var acknowledgeBeforeSync = Writer.canaryAcknowledgeBeforeSync
   }
+
+  /// !!! CANARY — BREAKS DURABILITY — TESTS ONLY !!! See ``Limits/acknowledgeBeforeSync``.
+  /// Task-local, not a global, so that a canary test cannot break the stores of the tests that
+  /// run beside it: only stores opened inside `$canaryAcknowledgeBeforeSync.withValue(true)`
+  /// are broken.
+  @TaskLocal static var canaryAcknowledgeBeforeSync = false
 
   private struct Queue {
     var pending: [Envelope] = []
@@ -356,8 +368,10 @@ final class Writer: @unchecked Sendable {
       let durable: UInt64
       (actions, durable) = commit.withLock { commit in
         if let segment { commit.segment = segment }
+        // !!! CANARY (tests only): waiting for sequence 0 completes the batch before its sync.
+        let waitFor = limits.acknowledgeBeforeSync ? 0 : through
         let actions = commit.machine.submit(
-          completions, through: through, writtenThrough: through)
+          completions, through: waitFor, writtenThrough: through)
         return (actions, commit.machine.durableSequence)
       }
       engine.log.durableSequence = durable
