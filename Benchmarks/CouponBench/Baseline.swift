@@ -1,0 +1,153 @@
+// The disk's own limit, measured first in every run on the data directory's disk.
+//
+// Two numbers bound every durable result:
+// - the latency of a small append followed by `fdatasync`: no acknowledged claim can be faster
+//   than the one sync that makes it durable, and a closed loop of C callers can complete at most
+//   C claims per sync;
+// - the bandwidth of large appends, each synced: a log of b bytes per claim cannot take more than
+//   bandwidth / b claims per second.
+// The probe writes the way the store's log does: appends that extend the file (so the sync also
+// commits the new size), straight through Glibc (`open`, `pwrite`, `fdatasync`), no buffering.
+
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// An environment error of the runner itself (the disk probe, the data directory).
+struct BenchError: Error, CustomStringConvertible {
+  var description: String
+
+  /// A failed system call, with its errno.
+  static func system(_ call: String, _ path: String, _ code: Int32 = errno) -> BenchError {
+    BenchError(description: "\(call) \(path): \(String(cString: strerror(code))) (errno \(code))")
+  }
+}
+
+/// The disk limits measured at the start of a run.
+struct DiskBaseline: Codable, Sendable {
+  /// Bytes per append of the latency probe.
+  var appendBytes: Int
+  /// Latency of one `pwrite` of ``appendBytes`` at the end of the file plus `fdatasync`.
+  var syncLatency: LatencySummary
+  /// Bytes per append of the bandwidth probe (the store's default batch cap).
+  var batchBytes: Int
+  /// Bytes written by the bandwidth probe.
+  var bandwidthProbeBytes: Int
+  /// Bytes per second of large appends, each followed by `fdatasync`.
+  var bandwidthBytesPerSecond: Double
+  /// Whether the store runs with `fdatasync` (false under `--no-sync`: no sync-derived limit
+  /// applies then).
+  var synchronous: Bool
+
+  /// Syncs per second at the median latency: the rate at which group commits can follow each
+  /// other.
+  var syncsPerSecond: Double { 1e9 / syncLatency.p50 }
+
+  /// The most durable operations per second a closed loop of `callers` can complete when each
+  /// operation carries `opsPerCall` records of `bytesPerOp` log bytes: at most one sync per
+  /// round trip for each caller, and no more bytes than the disk's bandwidth. `nil` without
+  /// syncing or without a size.
+  func closedLoopLimit(callers: Int, opsPerCall: Int = 1, bytesPerOp: Double?) -> Double? {
+    guard synchronous else { return nil }
+    let syncBound = Double(callers * opsPerCall) * syncsPerSecond
+    guard let bytesPerOp, bytesPerOp > 0 else { return syncBound }
+    return min(syncBound, bandwidthBytesPerSecond / bytesPerOp)
+  }
+
+  /// Measures the disk of `directory` (which must exist). `quick` shortens both probes.
+  static func measure(directory: String, quick: Bool, synchronous: Bool, progress: Progress)
+    throws(BenchError) -> DiskBaseline
+  {
+    let path = directory + "/baseline.probe"
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw .system("open", path) }
+    defer {
+      close(fd)
+      unlink(path)
+    }
+    progress.update("baseline: fdatasync latency")
+    let appendBytes = 64
+    let latencies = try syncLatencies(
+      fd: fd, path: path, appendBytes: appendBytes, secondsMax: quick ? 0.25 : 2,
+      samplesMin: quick ? 50 : 300, samplesMax: quick ? 500 : 5_000)
+    progress.update("baseline: append bandwidth")
+    let batchBytes = 4 << 20
+    let (probeBytes, seconds) = try bandwidth(
+      fd: fd, path: path, batchBytes: batchBytes, bytesMax: quick ? 16 << 20 : 128 << 20,
+      secondsMax: quick ? 0.5 : 3)
+    return DiskBaseline(
+      appendBytes: appendBytes, syncLatency: LatencySummary(sorted: latencies.sorted()),
+      batchBytes: batchBytes, bandwidthProbeBytes: probeBytes,
+      bandwidthBytesPerSecond: Double(probeBytes) / seconds, synchronous: synchronous)
+  }
+
+  /// Small appends, each followed by `fdatasync`, for about `secondsMax`; returns each pair's
+  /// nanoseconds. A few unmeasured rounds first let the file's first blocks be allocated.
+  private static func syncLatencies(
+    fd: Int32, path: String, appendBytes: Int, secondsMax: Double, samplesMin: Int,
+    samplesMax: Int
+  ) throws(BenchError) -> [UInt64] {
+    let record = [UInt8](repeating: 0xA5, count: appendBytes)
+    var offset: off_t = 0
+    var samples: [UInt64] = []
+    samples.reserveCapacity(samplesMax)
+    let deadline = Clock.nanos() + UInt64(secondsMax * 1e9)
+    var round = 0
+    while samples.count < samplesMax {
+      let started = Clock.nanos()
+      let written = record.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, offset) }
+      guard written == appendBytes else { throw .system("pwrite", path) }
+      guard fdatasync(fd) == 0 else { throw .system("fdatasync", path) }
+      let ended = Clock.nanos()
+      offset += off_t(appendBytes)
+      round += 1
+      if round > 10 { samples.append(ended - started) }
+      if samples.count >= samplesMin, ended >= deadline { break }
+    }
+    return samples
+  }
+
+  /// Appends of `batchBytes`, each followed by `fdatasync`, until `bytesMax` or `secondsMax`;
+  /// returns the bytes written and the seconds taken.
+  private static func bandwidth(
+    fd: Int32, path: String, batchBytes: Int, bytesMax: Int, secondsMax: Double
+  ) throws(BenchError) -> (bytes: Int, seconds: Double) {
+    // Not zeros, so that no layer between here and the platter can shortcut the write.
+    var generator = SplitMix64(seed: 0x5EED)
+    let batch = (0..<batchBytes / 8).flatMap { _ in
+      withUnsafeBytes(of: generator.next()) { Array($0) }
+    }
+    var offset = off_t(lseek(fd, 0, SEEK_END))
+    var written = 0
+    let started = Clock.nanos()
+    let deadline = started + UInt64(secondsMax * 1e9)
+    repeat {
+      let count = batch.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, offset) }
+      guard count == batchBytes else { throw .system("pwrite", path) }
+      guard fdatasync(fd) == 0 else { throw .system("fdatasync", path) }
+      offset += off_t(batchBytes)
+      written += batchBytes
+    } while written < bytesMax && Clock.nanos() < deadline
+    return (written, Clock.seconds(from: started, to: Clock.nanos()))
+  }
+}
+
+/// A small, fast, deterministic generator for the runner's own choices (which campaign a spread
+/// claim goes to, the probe's filler bytes). Not for anything secret.
+struct SplitMix64 {
+  private var state: UInt64
+
+  init(seed: UInt64) { state = seed }
+
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+}
