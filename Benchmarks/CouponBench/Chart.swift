@@ -130,6 +130,7 @@ enum Chart {
           panelWidth - margin.right - 4, y - 4, name, anchor: "end", size: 10, color: "#777")
       }
     }
+    out += legendBackground(entries: series.count, width: 210)
     for (index, entry) in series.enumerated() {
       let color = palette[index % palette.count]
       let points = entry.points.map {
@@ -217,6 +218,12 @@ enum Chart {
     "<rect x=\"\(f(offsetX + margin.left))\" y=\"\(f(margin.top))\" "
       + "width=\"\(f(panelWidth - margin.left - margin.right))\" "
       + "height=\"\(f(panelHeight - margin.top - margin.bottom))\" fill=\"none\" stroke=\"#333\"/>\n"
+  }
+
+  /// A translucent box behind the legend, so curves under it stay visible but do not hide it.
+  private static func legendBackground(entries: Int, width: Double) -> String {
+    "<rect x=\"\(f(margin.left + 4))\" y=\"\(f(margin.top + 4))\" width=\"\(f(width))\" "
+      + "height=\"\(f(Double(entries) * 16 + 6))\" fill=\"white\" fill-opacity=\"0.85\"/>\n"
   }
 
   private static func legend(

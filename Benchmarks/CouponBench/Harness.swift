@@ -180,9 +180,13 @@ struct LoopRun {
   var records: OpRecords
   var startNanos: UInt64
   var wallNanos: UInt64
+  /// CPU seconds the whole process (callers, writer, syncer, runtime) spent during the run.
+  var cpuSeconds: Double
 
   var seconds: Double { Double(wallNanos) / 1e9 }
   var operationsPerSecond: Double { Double(records.count) / seconds }
+  /// CPU nanoseconds per operation, every thread of the process included.
+  var cpuNanosPerOperation: Double { cpuSeconds * 1e9 / Double(records.count) }
 }
 
 /// The closed-loop driver: `tasks` concurrent callers, each doing `perTask` operations one after
@@ -195,6 +199,7 @@ enum ClosedLoop {
     _ operation: @escaping @Sendable (Int) async throws -> (Outcome, UInt64)
   ) async throws -> LoopRun {
     let records = OpRecords(count: tasks * perTask)
+    let cpuBefore = CPUSample.processSeconds()
     let started = Clock.nanos()
     try await withThrowingDiscardingTaskGroup { group in
       for task in 0..<tasks {
@@ -208,7 +213,10 @@ enum ClosedLoop {
         }
       }
     }
-    return LoopRun(records: records, startNanos: started, wallNanos: Clock.nanos() - started)
+    let ended = Clock.nanos()
+    return LoopRun(
+      records: records, startNanos: started, wallNanos: ended - started,
+      cpuSeconds: CPUSample.processSeconds() - cpuBefore)
   }
 }
 
@@ -300,6 +308,19 @@ func ampleCampaign(_ id: String, stock: Int) -> CampaignSpec {
 }
 
 extension ResultRow {
+  /// Adds the CPU the process spent per operation, and the rate that CPU cost would allow if
+  /// every core did nothing else: when throughput sits far below the disk's limit, this says
+  /// whether the CPU is why.
+  mutating func addCPUMetrics(_ runs: [LoopRun], operationsPerRecord: Int = 1, unit: String) {
+    let perOperation = Spread(runs.map { $0.cpuNanosPerOperation / Double(operationsPerRecord) })
+    let cores = Double(ProcessInfo.processInfo.activeProcessorCount)
+    metrics.append(Metric(name: "CPU per \(unit), all threads", value: perOperation, unit: .nanos))
+    metrics.append(
+      Metric(
+        name: "CPU-bound ceiling (\(Int(cores)) cores ÷ CPU per \(unit))",
+        value: Spread(perOperation.values.map { cores * 1e9 / $0 }), unit: .perSecond))
+  }
+
   /// Sets the disk's limit for a closed loop of `callers`, each call carrying `opsPerCall`
   /// operations of `logBytesPerOp` bytes: one call per caller per fdatasync, capped by bandwidth.
   mutating func setClosedLoopLimit(

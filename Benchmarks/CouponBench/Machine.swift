@@ -155,44 +155,76 @@ struct MachineDescription: Codable, Sendable {
 
 /// CPU time of the whole machine and of this process at one instant, to tell how many cores
 /// other processes used between two samples.
+///
+/// Kernel threads (the file system's journal, block-layer workers) and interrupt time are left
+/// out of "others": under a sync-heavy benchmark they mostly work for this process's own
+/// `fdatasync`s, and counting them would call an idle machine loaded.
 struct CPUSample: Sendable {
   var wallNanos: UInt64
-  /// Seconds every CPU spent busy (not idle, not waiting for I/O), from /proc/stat.
-  var machineBusySeconds: Double?
+  /// Seconds every CPU spent running processes (user, nice, system, and steal: another guest),
+  /// minus the time of kernel threads; `nil` without /proc.
+  var processBusySeconds: Double?
   /// Seconds of user and system time of this process.
   var ownSeconds: Double
 
   /// Samples now.
   static func now() -> CPUSample {
+    let busy = machineBusy().map { $0 - kernelThreadSeconds() }
+    return CPUSample(
+      wallNanos: Clock.nanos(), processBusySeconds: busy, ownSeconds: processSeconds())
+  }
+
+  /// User and system CPU seconds of this process, every thread included (`getrusage`).
+  static func processSeconds() -> Double {
     var usage = rusage()
     #if canImport(Glibc)
       getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
     #else
       getrusage(RUSAGE_SELF, &usage)
     #endif
-    let own =
-      Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
       + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
-    return CPUSample(wallNanos: Clock.nanos(), machineBusySeconds: machineBusy(), ownSeconds: own)
   }
 
   /// Cores used by other processes between `self` and `later` (nil where /proc/stat is missing).
   func backgroundCores(until later: CPUSample) -> Double? {
-    guard let before = machineBusySeconds, let after = later.machineBusySeconds else { return nil }
+    guard let before = processBusySeconds, let after = later.processBusySeconds else {
+      return nil
+    }
     let wall = Clock.seconds(from: wallNanos, to: later.wallNanos)
     guard wall > 0 else { return nil }
     return max(0, (after - before) - (later.ownSeconds - ownSeconds)) / wall
   }
 
+  private static var ticksPerSecond: Double { Double(sysconf(Int32(_SC_CLK_TCK))) }
+
   /// The "cpu" line of /proc/stat: user nice system idle iowait irq softirq steal…, in clock
-  /// ticks. Busy is everything but idle and iowait; steal counts as busy (another guest ran).
+  /// ticks; user + nice + system + steal.
   private static func machineBusy() -> Double? {
     guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
       let line = text.split(separator: "\n").first, line.hasPrefix("cpu ")
     else { return nil }
     let ticks = line.split(separator: " ").dropFirst().compactMap { Double($0) }
     guard ticks.count >= 8 else { return nil }
-    let busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6] + ticks[7]
-    return busy / Double(sysconf(Int32(_SC_CLK_TCK)))
+    return (ticks[0] + ticks[1] + ticks[2] + ticks[7]) / ticksPerSecond
+  }
+
+  /// CPU seconds of every kernel thread (children of kthreadd, pid 2), from /proc/PID/stat:
+  /// after the ")" closing the name come state, ppid, …, and utime and stime as the 12th and
+  /// 13th fields.
+  private static func kernelThreadSeconds() -> Double {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else {
+      return 0
+    }
+    var ticks = 0.0
+    for entry in entries where entry.first?.isNumber == true {
+      guard let text = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+        let close = text.lastIndex(of: ")")
+      else { continue }
+      let fields = text[text.index(after: close)...].split(separator: " ")
+      guard fields.count > 12, fields[1] == "2" || entry == "2" else { continue }
+      ticks += (Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0)
+    }
+    return ticks / ticksPerSecond
   }
 }

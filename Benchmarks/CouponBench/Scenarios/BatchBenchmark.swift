@@ -57,6 +57,7 @@ struct BatchBenchmark: Scenario {
         logBytesPerOp: Spread(logBytes).median)
       row.setLatency(
         of: "batch of \(Self.batchSize) claims", runs: runs.map { $0.records.sortedLatencies() })
+      row.addCPUMetrics(runs, operationsPerRecord: Self.batchSize, unit: "claim")
       report.rows.append(row)
     }
     report.checks.append(

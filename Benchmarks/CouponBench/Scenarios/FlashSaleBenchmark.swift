@@ -44,6 +44,7 @@ struct FlashSaleBenchmark: Scenario {
       row.throughput = Spread(runs.map(\.operationsPerSecond))
       row.setClosedLoopLimit(bench.baseline, callers: tasks, logBytesPerOp: Spread(logBytes).median)
       row.setLatency(of: "claim", runs: runs.map { $0.records.sortedLatencies() })
+      row.addCPUMetrics(runs, unit: "claim")
       report.rows.append(row)
       report.checks.append(
         Check(

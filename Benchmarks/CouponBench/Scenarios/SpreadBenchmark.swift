@@ -52,6 +52,7 @@ struct SpreadBenchmark: Scenario {
     row.setClosedLoopLimit(
       bench.baseline, callers: Self.tasks, logBytesPerOp: Spread(logBytes).median)
     row.setLatency(of: "claim", runs: runs.map { $0.records.sortedLatencies() })
+    row.addCPUMetrics(runs, unit: "claim")
     report.rows.append(row)
     report.checks.append(
       Check(
