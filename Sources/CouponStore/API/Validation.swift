@@ -22,7 +22,7 @@ enum Validate {
     if bytes > bytesMax {
       throw .invalid(field, "\(field) must be at most \(bytesMax) bytes of UTF-8, got \(bytes)")
     }
-    if value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+    if CodeRules.containsControlCharacter(value) {
       throw .invalid(field, "\(field) must not contain control characters")
     }
   }
