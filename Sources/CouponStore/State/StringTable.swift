@@ -7,14 +7,25 @@
 /// slots. Hashing uses the standard library's per-process seeded hasher, so ids chosen by
 /// attackers cannot force collisions.
 ///
+/// Each slot keeps 32 bits of its string's hash beside the id. A probe that meets another string
+/// compares those bits and moves on without touching the arena (a claim's uniqueness check is an
+/// unsuccessful search, which at a load of 3/4 probes about eight slots, all of them strings of
+/// the same length: before the tags, each probe was a `memcmp`, 12% of the writer's time), and
+/// growing re-places the slots from their tags without hashing any string again (before, growing
+/// rehashed every string: 10% of the writer's time, in stalls of up to half a second at millions
+/// of strings). The price is 4 more bytes per slot.
+///
 /// Owned by the writer thread, like all business state.
 struct StringTable {
   /// All strings' bytes back to back.
   private var arena: [UInt8] = []
   /// `ends[id]` is the arena offset just past string `id`; it starts where `ends[id - 1]` ends.
   private var ends: [Int] = []
-  /// Open addressing with linear probing; `0` is empty, otherwise `id + 1`.
-  private var slots: [UInt32]
+  /// Open addressing with linear probing; `0` is empty, otherwise `tag << 32 | (id + 1)`, where
+  /// the tag is the low 32 bits of the string's hash. The home slot is `tag & mask`, so a slot can
+  /// be re-placed from its tag alone (tables beyond 2³² slots would only use the first 2³² as home
+  /// slots: slower, still correct).
+  private var slots: [UInt64]
   private var mask: Int
 
   /// The number of distinct strings.
@@ -28,18 +39,21 @@ struct StringTable {
   init(capacity: Int = 16) {
     var size = 16
     while size < capacity * 2 { size <<= 1 }
-    slots = [UInt32](repeating: 0, count: size)
+    slots = [UInt64](repeating: 0, count: size)
     mask = size - 1
   }
 
   /// The id of `bytes`, if present.
   func find(_ bytes: UnsafeRawBufferPointer) -> UInt32? {
-    var index = Self.hash(bytes) & mask
+    let tag = Self.hash(bytes)
+    var index = Int(tag) & mask
     while true {
       let slot = slots[index]
       if slot == 0 { return nil }
-      let id = Int(slot - 1)
-      if equals(id, bytes) { return UInt32(id) }
+      if UInt32(truncatingIfNeeded: slot >> 32) == tag {
+        let id = Int(UInt32(truncatingIfNeeded: slot)) - 1
+        if equals(id, bytes) { return UInt32(id) }
+      }
       index = (index + 1) & mask
     }
   }
@@ -51,7 +65,7 @@ struct StringTable {
     let id = count
     arena.append(contentsOf: bytes)
     ends.append(arena.count)
-    place(id, hash: Self.hash(bytes))
+    place(UInt64(Self.hash(bytes)) << 32 | UInt64(id + 1))
     return UInt32(id)
   }
 
@@ -78,7 +92,7 @@ struct StringTable {
   /// Approximate heap bytes held.
   var memoryBytes: Int {
     arena.capacity + ends.capacity * MemoryLayout<Int>.stride
-      + slots.capacity * MemoryLayout<UInt32>.stride
+      + slots.capacity * MemoryLayout<UInt64>.stride
   }
 
   private func equals(_ id: Int, _ bytes: UnsafeRawBufferPointer) -> Bool {
@@ -90,26 +104,26 @@ struct StringTable {
     }
   }
 
-  private mutating func place(_ id: Int, hash: Int) {
-    var index = hash & mask
+  /// Puts an encoded slot into the first free slot from its home.
+  private mutating func place(_ slot: UInt64) {
+    var index = Int(UInt32(truncatingIfNeeded: slot >> 32)) & mask
     while slots[index] != 0 { index = (index + 1) & mask }
-    slots[index] = UInt32(id + 1)
+    slots[index] = slot
   }
 
+  /// Doubles the slots, re-placing every entry from its tag (no string is hashed again).
   private mutating func grow() {
-    let size = slots.count * 2
-    slots = [UInt32](repeating: 0, count: size)
-    mask = size - 1
-    for id in 0..<count {
-      let hash = withBytes(of: UInt32(id)) { Self.hash($0) }
-      place(id, hash: hash)
-    }
+    let old = slots
+    slots = [UInt64](repeating: 0, count: old.count * 2)
+    mask = slots.count - 1
+    for slot in old where slot != 0 { place(slot) }
   }
 
-  private static func hash(_ bytes: UnsafeRawBufferPointer) -> Int {
+  /// The low 32 bits of the seeded hash of `bytes`: a slot's tag and home.
+  private static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
     var hasher = Hasher()
     hasher.combine(bytes: bytes)
-    return hasher.finalize()
+    return UInt32(truncatingIfNeeded: hasher.finalize())
   }
 }
 
