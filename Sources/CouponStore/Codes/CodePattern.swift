@@ -153,17 +153,31 @@ extension Character {
   var isControlLike: Bool { CodeRules.containsControlCharacter(String(self)) }
 }
 
-/// A code generator compiled from a pattern: each symbol pre-encoded as UTF-8, so generating a
-/// code is a few table lookups and byte copies on the writer thread.
-struct CodeGenerator {
-  private let symbols: [[UInt8]]
+/// A code generator compiled from a pattern: every symbol's UTF-8 bytes back to back in one
+/// table, so generating a code is a few lookups and byte copies on the writer thread.
+///
+/// A class, and the symbols one flat table rather than an array per symbol, because the writer
+/// generates a code on every claim: a struct of five arrays is five retains and releases each
+/// time it is read out of the campaign, and an array per symbol one more per character.
+final class CodeGenerator: Sendable {
+  /// The symbols' UTF-8 bytes, back to back.
+  private let symbolBytes: [UInt8]
+  /// Symbol `i` is `symbolBytes[symbolStarts[i] ..< symbolStarts[i + 1]]`.
+  private let symbolStarts: [Int]
   private let prefix: [UInt8]
   private let separator: [UInt8]
   private let groupSize: Int
   private let length: Int
 
   init(_ pattern: CodePattern) {
-    symbols = pattern.alphabet.map { Array(String($0).utf8) }
+    var bytes: [UInt8] = []
+    var starts = [0]
+    for symbol in pattern.alphabet {
+      bytes += Array(String(symbol).utf8)
+      starts.append(bytes.count)
+    }
+    symbolBytes = bytes
+    symbolStarts = starts
     prefix = Array(pattern.prefix.utf8)
     separator = Array(String(pattern.separator).utf8)
     groupSize = pattern.groupSize ?? Int.max
@@ -174,9 +188,15 @@ struct CodeGenerator {
   func generate(into bytes: inout [UInt8], random: inout SecureRandom) {
     bytes.removeAll(keepingCapacity: true)
     bytes.append(contentsOf: prefix)
-    for position in 0..<length {
-      if position > 0, position % groupSize == 0 { bytes.append(contentsOf: separator) }
-      bytes.append(contentsOf: symbols[random.uniform(below: symbols.count)])
+    let symbolCount = symbolStarts.count - 1
+    symbolBytes.withUnsafeBufferPointer { table in
+      symbolStarts.withUnsafeBufferPointer { starts in
+        for position in 0..<length {
+          if position > 0, position % groupSize == 0 { bytes.append(contentsOf: separator) }
+          let symbol = random.uniform(below: symbolCount)
+          for offset in starts[symbol]..<starts[symbol + 1] { bytes.append(table[offset]) }
+        }
+      }
     }
   }
 }

@@ -47,12 +47,18 @@ struct CampaignState {
   var countsByState: [Int] = [0, 0, 0, 0]
   /// Compiled generator for generated campaigns.
   var generator: CodeGenerator?
+  /// Whether claims draw from a pool (uploaded or pregenerated codes) rather than generate codes.
+  /// Stored, not derived from `record.codes` on each claim: matching that enum copies its pattern
+  /// (arrays and strings, so retains and releases) on the writer's hottest path.
+  let isPool: Bool
+
+  init(record: CampaignRecord, stock: Int) {
+    self.record = record
+    self.stock = stock
+    if case .generated = record.codes { isPool = false } else { isPool = true }
+  }
 
   var issued: Int { issueOrder.count }
-  var isPool: Bool {
-    if case .generated = record.codes { return false }
-    return true
-  }
 }
 
 /// What a request id's first answer was, in a form replay can rebuild.
@@ -245,8 +251,11 @@ struct StoreState {
   }
 
   private func checkIssued(_ campaign: UInt32) {
-    let state = campaigns[Int(campaign)]
-    precondition(state.issued <= state.stock, "campaign \(state.record.id) oversold")
+    // Field by field: binding `campaigns[i]` to a local would copy the whole campaign (a dozen
+    // retains and releases) on every claim.
+    precondition(
+      campaigns[Int(campaign)].issueOrder.count <= campaigns[Int(campaign)].stock,
+      "campaign \(campaigns[Int(campaign)].record.id) oversold")
   }
 
   // MARK: Read models

@@ -120,12 +120,14 @@ struct Engine {
       return reject(window, tag: tag, now: now)
     }
     let existingUser = user.flatMap { state.userID($0) }
-    let limit = state.campaigns[Int(campaign)].record.perUserLimit
+    // The campaign's fields are read in place, never bound to a local: a copy of the campaign
+    // retains and releases every array and string in it, on every claim.
+    let index = Int(campaign)
+    let limit = state.campaigns[index].record.perUserLimit
     if let existingUser, state.held(by: existingUser, in: campaign) >= limit {
       return limitReached(user: existingUser, campaign: campaign, tag: tag, now: now)
     }
-    let campaignState = state.campaigns[Int(campaign)]
-    guard campaignState.issued < campaignState.stock else {
+    guard state.campaigns[index].issueOrder.count < state.campaigns[index].stock else {
       return reject(.soldOut, tag: tag, now: now)
     }
     guard state.coupons.count < StringTable.countMax else {
@@ -133,9 +135,9 @@ struct Engine {
     }
     let userID = existingUser ?? user.map { state.internUser($0) }
     let coupon: UInt32
-    if campaignState.isPool {
-      let available = campaignState.available
-      coupon = available[random.uniform(below: available.count)]
+    if state.campaigns[index].isPool {
+      let count = state.campaigns[index].available.count
+      coupon = state.campaigns[index].available[random.uniform(below: count)]
       _ = log.append(type: EventType.poolClaimed.rawValue) { writer in
         EventCoder.encode(
           Event.poolClaimed(
@@ -204,9 +206,9 @@ struct Engine {
   }
 
   private func windowRejection(_ campaign: UInt32, now: Int64) -> ClaimResult? {
-    let record = state.campaigns[Int(campaign)].record
-    if now < record.startsAt { return .notStarted }
-    if let endsAt = record.endsAt, now > endsAt { return .ended }
+    // In place, not `let record = …`: see `claim`.
+    if now < state.campaigns[Int(campaign)].record.startsAt { return .notStarted }
+    if let endsAt = state.campaigns[Int(campaign)].record.endsAt, now > endsAt { return .ended }
     return nil
   }
 
