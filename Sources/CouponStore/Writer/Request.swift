@@ -4,8 +4,13 @@ import Foundation
 
 /// A request to the writer. Arguments are validated by the caller's task before enqueueing, so
 /// the writer only decides; a request with a tag carries its idempotency key and fingerprint.
+///
+/// The rare, large cases are `indirect` so that a request is as small as a claim (about 60 bytes,
+/// not the 200 a campaign spec takes inline): every claim's request is copied into the caller's
+/// async frame and the writer's queue, and those copies were the callers' largest cost after
+/// validation in the flash-sale profile.
 enum Request: Sendable {
-  case createCampaign(CampaignSpec, RequestTag?)
+  indirect case createCampaign(CampaignSpec, RequestTag?)
   case claim(campaign: String, user: String?, RequestTag?)
   case claimCode(code: String, user: String?, RequestTag?)
   case claimBatch([(campaign: String, user: String?, tag: RequestTag?)])
@@ -26,19 +31,20 @@ enum ReadRequest: Sendable {
   case statistics
 }
 
-/// The writer's answer to a request.
+/// The writer's answer to a request. As with ``Request``, the large, rare cases are `indirect`, so
+/// a claim's reply is not padded to the size of a campaign.
 enum Reply: Sendable {
-  case campaign(Campaign)
-  case optionalCampaign(Campaign?)
+  indirect case campaign(Campaign)
+  indirect case optionalCampaign(Campaign?)
   case campaigns([Campaign])
   case claim(ClaimResult)
   case claims([ClaimResult])
   case page(ClaimPage?)
   case coupons([Coupon])
   case coupon(Coupon?)
-  case statistics(StoreStatistics)
+  indirect case statistics(StoreStatistics)
   case done
-  case failure(CouponStoreError)
+  indirect case failure(CouponStoreError)
 }
 
 /// A request waiting in the queue, with the continuation that receives its reply.
