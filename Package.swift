@@ -22,6 +22,7 @@ let package = Package(
       name: "CouponBench", dependencies: ["CouponStore"], path: "Benchmarks/CouponBench"),
     .testTarget(name: "CouponLogTests", dependencies: ["CouponLog"]),
     .testTarget(name: "CouponStoreTests", dependencies: ["CouponStore", "CouponLog"]),
+    .testTarget(name: "CouponBenchTests", dependencies: ["CouponBench"]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -116,7 +116,9 @@ struct BenchOptions: Sendable {
       case "--warmup": options.warmupsOverride = try count(0)
       case "--concurrency":
         let text = try value()
-        let levels = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let levels = text.split(separator: ",", omittingEmptySubsequences: false).map {
+          Int($0.trimmingCharacters(in: .whitespaces))
+        }
         guard !levels.isEmpty, levels.allSatisfy({ ($0 ?? 0) >= 1 && ($0 ?? 0) <= 1_000_000 })
         else {
           throw UsageError(
