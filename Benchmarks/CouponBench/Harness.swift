@@ -308,6 +308,11 @@ func ampleCampaign(_ id: String, stock: Int) -> CampaignSpec {
 }
 
 extension ResultRow {
+  /// Fills the latency columns from closed-loop runs.
+  mutating func setLatency(of what: String, loops: [LoopRun]) {
+    setLatency(of: what, runs: loops.map { $0.records.sortedLatencies() })
+  }
+
   /// Adds the CPU the process spent per operation, and the rate that CPU cost would allow if
   /// every core did nothing else: when throughput sits far below the disk's limit, this says
   /// whether the CPU is why.

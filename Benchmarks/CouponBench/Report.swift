@@ -18,6 +18,11 @@ struct Check: Codable, Sendable {
     self.passed = passed
     self.detail = passed ? nil : detail
   }
+
+  /// A check that held if no run reported a failure.
+  init(_ name: String, failures: [String]) {
+    self.init(name, failures.isEmpty, failures.joined(separator: "; "))
+  }
 }
 
 /// A further measured quantity of a row, with an optional ratio to a limit.

@@ -52,14 +52,14 @@ struct DoubleDipBenchmark: Scenario {
     }
     var row = ResultRow(label: "\(Self.tasks) tasks, 1 user", unit: "answers/s")
     row.throughput = Spread(runs.map(\.operationsPerSecond))
-    row.setLatency(of: "claim", runs: runs.map { $0.records.sortedLatencies() })
+    row.setLatency(of: "claim", loops: runs)
     report.rows.append(row)
     report.notes.append(
       "no disk limit for answers/s: only the winner writes; the others wait for its fdatasync")
     report.checks.append(
       Check(
         "exactly one winner; \(Self.tasks - 1) told limitReached with the winner's code",
-        failures.isEmpty, failures.joined(separator: "; ")))
+        failures: failures))
     try await bench.closeAndRemove(store, directory)
     return report
   }

@@ -43,13 +43,13 @@ struct FlashSaleBenchmark: Scenario {
       )
       row.throughput = Spread(runs.map(\.operationsPerSecond))
       row.setClosedLoopLimit(bench.baseline, callers: tasks, logBytesPerOp: Spread(logBytes).median)
-      row.setLatency(of: "claim", runs: runs.map { $0.records.sortedLatencies() })
+      row.setLatency(of: "claim", loops: runs)
       row.addCPUMetrics(runs, unit: "claim")
       report.rows.append(row)
       report.checks.append(
         Check(
           "\(tasks) task\(tasks == 1 ? "" : "s"): all \(claims) claims issued, issued = claims",
-          failures.isEmpty, failures.joined(separator: "; ")))
+          failures: failures))
     }
     if let single = report.rows.first(where: { $0.parameter == 1 })?.throughput?.median,
       let sixteen = report.rows.first(where: { $0.parameter == 16 })?.throughput?.median

@@ -57,8 +57,7 @@ struct RecoveryBenchmark: Scenario {
     report.notes.append("the log is in the page cache when reopened (caches are not dropped)")
     report.checks.append(
       Check(
-        "every reopen replays every record and reads back \(claims) issued", failures.isEmpty,
-        failures.joined(separator: "; ")))
+        "every reopen replays every record and reads back \(claims) issued", failures: failures))
     if !bench.options.keep { try? FileManager.default.removeItem(atPath: directory) }
     return report
   }

@@ -49,7 +49,7 @@ struct SellOutBenchmark: Scenario {
     }
     var row = ResultRow(label: "\(Self.tasks) tasks × \(perTask)", unit: "attempts/s")
     row.throughput = Spread(runs.map(\.operationsPerSecond))
-    row.setLatency(of: "attempt", runs: runs.map { $0.records.sortedLatencies() })
+    row.setLatency(of: "attempt", loops: runs)
     let sellOut = Spread(sellOutNanos)
     row.metrics.append(
       Metric(
@@ -66,7 +66,7 @@ struct SellOutBenchmark: Scenario {
     report.checks.append(
       Check(
         "exactly \(Self.stock) issued (answers, campaign, claim list), all others sold out, "
-          + "distinct codes and users", failures.isEmpty, failures.joined(separator: "; ")))
+          + "distinct codes and users", failures: failures))
     try await bench.closeAndRemove(store, directory)
     return report
   }

@@ -51,13 +51,13 @@ struct SpreadBenchmark: Scenario {
     row.throughput = Spread(runs.map(\.operationsPerSecond))
     row.setClosedLoopLimit(
       bench.baseline, callers: Self.tasks, logBytesPerOp: Spread(logBytes).median)
-    row.setLatency(of: "claim", runs: runs.map { $0.records.sortedLatencies() })
+    row.setLatency(of: "claim", loops: runs)
     row.addCPUMetrics(runs, unit: "claim")
     report.rows.append(row)
     report.checks.append(
       Check(
         "every claim issued; issued summed over campaigns = claims; none oversold",
-        failures.isEmpty, failures.joined(separator: "; ")))
+        failures: failures))
     try await bench.closeAndRemove(store, directory)
     return report
   }
