@@ -144,8 +144,9 @@ struct OpRecord {
 /// A preallocated buffer of ``OpRecord``s shared by the tasks of one run.
 ///
 /// `@unchecked Sendable`: each task writes only its own disjoint slots, and the buffer is read
-/// only after the task group that wrote it has finished (which orders every write before the
-/// read); the buffer is freed when the last reference goes.
+/// only after every writer has finished (the end of the closed loop's task group, or the open
+/// loop's completion count under its mutex), which orders every write before the read; the buffer
+/// is freed when the last reference goes.
 final class OpRecords: @unchecked Sendable {
   let buffer: UnsafeMutableBufferPointer<OpRecord>
 
