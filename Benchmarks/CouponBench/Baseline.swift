@@ -58,6 +58,29 @@ struct DiskBaseline: Codable, Sendable {
     return min(syncBound, bandwidthBytesPerSecond / bytesPerOp)
   }
 
+  /// Measures the fdatasync latency again, briefly, keeping `self`'s bandwidth: each scenario
+  /// runs against the disk as it is just before it, which on a shared machine is not always the
+  /// disk the run started on.
+  func remeasuringLatency(directory: String, quick: Bool, progress: Progress) throws(BenchError)
+    -> DiskBaseline
+  {
+    let path = directory + "/baseline.probe"
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw .system("open", path) }
+    defer {
+      close(fd)
+      unlink(path)
+    }
+    progress.update("fdatasync latency, again")
+    var again = self
+    again.syncLatency = LatencySummary(
+      sorted: try Self.syncLatencies(
+        fd: fd, path: path, appendBytes: appendBytes, secondsMax: quick ? 0.1 : 0.5,
+        samplesMin: quick ? 30 : 100, samplesMax: quick ? 200 : 2_000
+      ).sorted())
+    return again
+  }
+
   /// Measures the disk of `directory` (which must exist). `quick` shortens both probes.
   static func measure(directory: String, quick: Bool, synchronous: Bool, progress: Progress)
     throws(BenchError) -> DiskBaseline

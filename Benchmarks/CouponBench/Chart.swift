@@ -110,7 +110,9 @@ enum Chart {
         + "</g>\n"
     }
     var values = series.flatMap { $0.points.map(\.nanos) }.filter { $0 > 0 }
-    let sync = report.baseline.syncLatency
+    // The fdatasync latency measured just before flash-sale, when there is one.
+    let sync =
+      (report.scenarios.first { $0.name == "flash-sale" }?.baseline ?? report.baseline).syncLatency
     if report.baseline.synchronous { values += [sync.p50, sync.p99] }
     let yAxis = LogAxis(
       low: values.min() ?? 1, high: values.max() ?? 2, from: panelHeight - margin.bottom,

@@ -57,6 +57,12 @@ final class Bench: Sendable {
     self.progress = progress
   }
 
+  /// The baseline with the fdatasync latency measured again now, for a case that runs long after
+  /// the scenario started (each concurrency level of a sweep).
+  func remeasuredBaseline() throws(BenchError) -> DiskBaseline {
+    try baseline.remeasuringLatency(directory: root, quick: options.quick, progress: progress)
+  }
+
   /// Store options for every scenario: synchronous unless `--no-sync`.
   var storeOptions: CouponStore.Options {
     var options = CouponStore.Options()

@@ -59,6 +59,9 @@ struct ResultRow: Codable, Sendable {
   var profile: [PercentilePoint]?
   /// Log bytes written per operation (frame included), measured from the store's statistics.
   var logBytesPerOp: Double?
+  /// The fdatasync latency this row's ratios use, when it was measured just before the row
+  /// rather than before the scenario.
+  var syncLatency: LatencySummary?
   var metrics: [Metric] = []
 
   /// The throughput's median as a fraction of the limit.
@@ -91,6 +94,9 @@ struct ScenarioReport: Codable, Sendable {
   var notes: [String] = []
   /// Cores other processes used while it ran.
   var backgroundCores: Double?
+  /// The disk limits this scenario's limits and ratios use (fdatasync latency measured just
+  /// before it ran).
+  var baseline: DiskBaseline?
   var seconds: Double = 0
 
   var failedChecks: [Check] { checks.filter { !$0.passed } }
@@ -145,6 +151,8 @@ enum TextReport {
         + "\(formatBytes(baseline.bandwidthBytesPerSecond))/s",
       "limit     closed loop of C callers: min(C × \(formatRate(baseline.syncsPerSecond))/s, "
         + "bandwidth ÷ log bytes per claim)",
+      "          (each later scenario re-measures the fdatasync latency just before it runs, and "
+        + "uses that)",
     ]
     if !baseline.synchronous {
       lines.append(
@@ -162,15 +170,17 @@ enum TextReport {
   /// One scenario's table, extra metrics, notes and checks.
   static func scenario(_ report: ScenarioReport, _ baseline: DiskBaseline) -> String {
     var out = "\n== \(report.name) — \(report.summary)"
-    if let background = report.backgroundCores {
-      out += String(format: "  [%.1f s", report.seconds)
-      out +=
-        background >= 0.2 ? String(format: ", LOADED: others used %.1f cores]", background) : "]"
+    out += String(format: "  [%.1f s", report.seconds)
+    if let background = report.backgroundCores, background >= 0.2 {
+      out += String(format: ", LOADED: others used %.1f cores", background)
     }
-    out += "\n"
+    out += "]\n"
+    if baseline.synchronous, report.skipped == nil {
+      out +=
+        "   fdatasync just before: p50 \(formatNanos(baseline.syncLatency.p50)), "
+        + "p99 \(formatNanos(baseline.syncLatency.p99))\n"
+    }
     if let skipped = report.skipped { return out + "   skipped: \(skipped)\n" }
-    let syncP50 = baseline.synchronous ? baseline.syncLatency.p50 : nil
-    let syncP99 = baseline.synchronous ? baseline.syncLatency.p99 : nil
     var table: [[String]] = [
       [
         "case", "median", "min–max", "disk limit", "of limit", "p50", "p99", "p99.9",
@@ -189,6 +199,9 @@ enum TextReport {
       }
       cells.append(row.limit.map { formatRate($0) } ?? "—")
       cells.append(row.ofLimit.map { String(format: "%.0f%%", $0 * 100) } ?? "—")
+      let sync = row.syncLatency ?? baseline.syncLatency
+      let syncP50 = baseline.synchronous ? sync.p50 : nil
+      let syncP99 = baseline.synchronous ? sync.p99 : nil
       if let latency = row.latency {
         cells += [formatNanos(latency.p50), formatNanos(latency.p99), formatNanos(latency.p999)]
         cells.append(ratio(latency.p50, syncP50).map(formatRatio) ?? "—")
@@ -203,6 +216,10 @@ enum TextReport {
     }
     for row in report.rows {
       var details: [String] = []
+      if let sync = row.syncLatency, baseline.synchronous {
+        details.append(
+          "fdatasync just before: p50 \(formatNanos(sync.p50)), p99 \(formatNanos(sync.p99))")
+      }
       if let basis = row.limitBasis { details.append("limit: \(basis)") }
       if let what = row.latencyOf { details.append("latency per \(what)") }
       if let bytes = row.logBytesPerOp { details.append(String(format: "%.1f log B/claim", bytes)) }

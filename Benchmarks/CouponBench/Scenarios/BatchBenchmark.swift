@@ -17,7 +17,7 @@ struct BatchBenchmark: Scenario {
   func run(_ bench: Bench) async throws -> ScenarioReport {
     var report = ScenarioReport(name: name, summary: summary)
     let (store, directory) = try await bench.openFreshStore(name)
-    let claimsPerRun = bench.options.quick ? 50_000 : 1_000_000
+    let claimsPerRun = bench.options.quick ? 50_000 : 500_000
     var failures: [String] = []
     for callers in Self.callers {
       let perCaller = max(1, claimsPerRun / Self.batchSize / callers)

@@ -14,7 +14,10 @@ struct FlashSaleBenchmark: Scenario {
   func run(_ bench: Bench) async throws -> ScenarioReport {
     var report = ScenarioReport(name: name, summary: summary)
     let (store, directory) = try await bench.openFreshStore(name)
-    for tasks in bench.options.concurrency {
+    for (level, tasks) in bench.options.concurrency.enumerated() {
+      // Each level is held against the disk as it is just before it: the sweep takes a minute,
+      // and on a shared machine the fdatasync latency moves in a minute.
+      let baseline = level == 0 ? bench.baseline : try bench.remeasuredBaseline()
       let perTask = bench.operationsPerTask(tasks: tasks)
       let claims = tasks * perTask
       var failures: [String] = []
@@ -42,7 +45,8 @@ struct FlashSaleBenchmark: Scenario {
         label: "\(tasks) task" + (tasks == 1 ? "" : "s"), parameter: Double(tasks), unit: "claims/s"
       )
       row.throughput = Spread(runs.map(\.operationsPerSecond))
-      row.setClosedLoopLimit(bench.baseline, callers: tasks, logBytesPerOp: Spread(logBytes).median)
+      row.syncLatency = baseline.syncLatency
+      row.setClosedLoopLimit(baseline, callers: tasks, logBytesPerOp: Spread(logBytes).median)
       row.setLatency(of: "claim", loops: runs)
       row.addCPUMetrics(runs, unit: "claim")
       report.rows.append(row)
