@@ -64,19 +64,13 @@ struct DiskBaseline: Codable, Sendable {
   func remeasuringLatency(directory: String, quick: Bool, progress: Progress) throws(BenchError)
     -> DiskBaseline
   {
-    let path = directory + "/baseline.probe"
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { throw .system("open", path) }
-    defer {
-      close(fd)
-      unlink(path)
-    }
     progress.update("fdatasync latency, again")
+    let probe = try SyncProbe(directory: directory, appendBytes: appendBytes)
     var again = self
     again.syncLatency = LatencySummary(
-      sorted: try Self.syncLatencies(
-        fd: fd, path: path, appendBytes: appendBytes, secondsMax: quick ? 0.1 : 0.5,
-        samplesMin: quick ? 30 : 100, samplesMax: quick ? 200 : 2_000
+      sorted: try probe.samples(
+        secondsMax: quick ? 0.1 : 0.5, samplesMin: quick ? 30 : 100,
+        samplesMax: quick ? 200 : 2_000
       ).sorted())
     return again
   }
@@ -85,66 +79,87 @@ struct DiskBaseline: Codable, Sendable {
   static func measure(directory: String, quick: Bool, synchronous: Bool, progress: Progress)
     throws(BenchError) -> DiskBaseline
   {
-    let path = directory + "/baseline.probe"
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { throw .system("open", path) }
-    defer {
-      close(fd)
-      unlink(path)
-    }
+    let probe = try SyncProbe(directory: directory, appendBytes: 64)
     progress.update("baseline: fdatasync latency")
-    let appendBytes = 64
-    let latencies = try syncLatencies(
-      fd: fd, path: path, appendBytes: appendBytes, secondsMax: quick ? 0.25 : 2,
-      samplesMin: quick ? 50 : 300, samplesMax: quick ? 500 : 5_000)
+    let latencies = try probe.samples(
+      secondsMax: quick ? 0.25 : 2, samplesMin: quick ? 50 : 300, samplesMax: quick ? 500 : 5_000)
     progress.update("baseline: append bandwidth")
     let batchBytes = 4 << 20
-    let (probeBytes, seconds) = try bandwidth(
-      fd: fd, path: path, batchBytes: batchBytes, bytesMax: quick ? 16 << 20 : 128 << 20,
-      secondsMax: quick ? 0.5 : 3)
+    let (probeBytes, seconds) = try probe.bandwidth(
+      batchBytes: batchBytes, bytesMax: quick ? 16 << 20 : 128 << 20, secondsMax: quick ? 0.5 : 3)
     return DiskBaseline(
-      appendBytes: appendBytes, syncLatency: LatencySummary(sorted: latencies.sorted()),
+      appendBytes: probe.appendBytes, syncLatency: LatencySummary(sorted: latencies.sorted()),
       batchBytes: batchBytes, bandwidthProbeBytes: probeBytes,
       bandwidthBytesPerSecond: Double(probeBytes) / seconds, synchronous: synchronous)
   }
+}
 
-  /// Small appends, each followed by `fdatasync`, for about `secondsMax`; returns each pair's
-  /// nanoseconds. A few unmeasured rounds first let the file's first blocks be allocated.
-  private static func syncLatencies(
-    fd: Int32, path: String, appendBytes: Int, secondsMax: Double, samplesMin: Int,
-    samplesMax: Int
-  ) throws(BenchError) -> [UInt64] {
-    let record = [UInt8](repeating: 0xA5, count: appendBytes)
-    var offset: off_t = 0
+/// A file in the data directory taking appends, each followed by `fdatasync`: the raw cost of
+/// making a write durable on that disk, with nothing of CouponStore in the way. Removed when
+/// released. Used from one task at a time.
+final class SyncProbe {
+  let path: String
+  let appendBytes: Int
+  private let fd: Int32
+  private var offset: off_t = 0
+  private let record: [UInt8]
+  private var unmeasured = 10
+
+  /// Creates (or truncates) `directory/name`.
+  init(directory: String, name: String = "baseline.probe", appendBytes: Int) throws(BenchError) {
+    path = directory + "/" + name
+    self.appendBytes = appendBytes
+    record = [UInt8](repeating: 0xA5, count: appendBytes)
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw .system("open", path) }
+  }
+
+  deinit {
+    close(fd)
+    unlink(path)
+  }
+
+  /// One small append at the end of the file and its `fdatasync`; returns the nanoseconds of
+  /// the pair. The first few calls after opening also allocate the file's first blocks, so
+  /// ``samples(secondsMax:samplesMin:samplesMax:)`` drops them.
+  func sample() throws(BenchError) -> UInt64 {
+    let started = Clock.nanos()
+    let written = record.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, offset) }
+    guard written == appendBytes else { throw .system("pwrite", path) }
+    guard fdatasync(fd) == 0 else { throw .system("fdatasync", path) }
+    offset += off_t(appendBytes)
+    return Clock.nanos() - started
+  }
+
+  /// Samples for about `secondsMax` (at least `samplesMin`, at most `samplesMax`), after the
+  /// first ten of the file's life, which are not kept.
+  func samples(secondsMax: Double, samplesMin: Int, samplesMax: Int) throws(BenchError)
+    -> [UInt64]
+  {
+    while unmeasured > 0 {
+      _ = try sample()
+      unmeasured -= 1
+    }
     var samples: [UInt64] = []
     samples.reserveCapacity(samplesMax)
     let deadline = Clock.nanos() + UInt64(secondsMax * 1e9)
-    var round = 0
     while samples.count < samplesMax {
-      let started = Clock.nanos()
-      let written = record.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, offset) }
-      guard written == appendBytes else { throw .system("pwrite", path) }
-      guard fdatasync(fd) == 0 else { throw .system("fdatasync", path) }
-      let ended = Clock.nanos()
-      offset += off_t(appendBytes)
-      round += 1
-      if round > 10 { samples.append(ended - started) }
-      if samples.count >= samplesMin, ended >= deadline { break }
+      samples.append(try sample())
+      if samples.count >= samplesMin, Clock.nanos() >= deadline { break }
     }
     return samples
   }
 
   /// Appends of `batchBytes`, each followed by `fdatasync`, until `bytesMax` or `secondsMax`;
   /// returns the bytes written and the seconds taken.
-  private static func bandwidth(
-    fd: Int32, path: String, batchBytes: Int, bytesMax: Int, secondsMax: Double
-  ) throws(BenchError) -> (bytes: Int, seconds: Double) {
+  func bandwidth(batchBytes: Int, bytesMax: Int, secondsMax: Double) throws(BenchError)
+    -> (bytes: Int, seconds: Double)
+  {
     // Not zeros, so that no layer between here and the platter can shortcut the write.
     var generator = SplitMix64(seed: 0x5EED)
     let batch = (0..<batchBytes / 8).flatMap { _ in
       withUnsafeBytes(of: generator.next()) { Array($0) }
     }
-    var offset = off_t(lseek(fd, 0, SEEK_END))
     var written = 0
     let started = Clock.nanos()
     let deadline = started + UInt64(secondsMax * 1e9)
