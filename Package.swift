@@ -28,6 +28,7 @@ let package = Package(
     .testTarget(name: "CouponLogTests", dependencies: ["CouponLog"]),
     .testTarget(
       name: "CouponStoreTests", dependencies: ["CouponStore", "CouponLog", "CouponSimulation"]),
+    .testTarget(name: "CouponBenchTests", dependencies: ["CouponBench"]),
   ],
   swiftLanguageModes: [.v6]
 )

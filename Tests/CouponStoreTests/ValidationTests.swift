@@ -134,4 +134,21 @@ struct ValidationTests {
       }
     }
   }
+
+  @Test
+  func controlCharacterScanAgreesWithUnicodeGeneralCategory() {
+    // Every scalar of the first 0x800 (one- and two-byte UTF-8), then samples beyond, alone and
+    // between other text: the byte scan must flag exactly the scalars of category Cc.
+    let scalars =
+      (0..<0x800).compactMap(Unicode.Scalar.init)
+      + ["\u{2028}", "\u{FEFF}", "\u{200B}", "가", "😀", "\u{E000}"].flatMap(\.unicodeScalars)
+    for scalar in scalars {
+      let expected = scalar.properties.generalCategory == .control
+      for text in [String(scalar), "a\(scalar)b", "가\(scalar)"] {
+        #expect(
+          Validate.containsControlCharacter(text) == expected,
+          "U+\(String(scalar.value, radix: 16)) in \(text.debugDescription)")
+      }
+    }
+  }
 }

@@ -4,13 +4,17 @@ import Foundation
 
 /// A request to the writer. Arguments are validated by the caller's task before enqueueing, so
 /// the writer only decides; a request with a tag carries its idempotency key and fingerprint.
+///
+/// The rare, large cases are `indirect` (boxed), so that a request is as small as a claim: every
+/// request is moved through the queue and the batch arrays, and a 200-byte enum would cost more
+/// copying than the claim's decision.
 enum Request: Sendable {
-  case createCampaign(CampaignSpec, RequestTag?)
+  indirect case createCampaign(CampaignSpec, RequestTag?)
   case claim(campaign: String, user: String?, RequestTag?)
   case claimCode(code: String, user: String?, RequestTag?)
   case claimBatch([(campaign: String, user: String?, tag: RequestTag?)])
-  case lifecycle(LifecycleRequest)
-  case addCodes(UploadChunk)
+  indirect case lifecycle(LifecycleRequest)
+  indirect case addCodes(UploadChunk)
   case read(ReadRequest)
   /// Take a snapshot now: handled by the writer thread itself (it seals the log and hands the
   /// boundary to the snapshotter, which answers once the snapshot is durable).
@@ -34,21 +38,21 @@ enum ReadRequest: Sendable {
 
 /// The writer's answer to a request.
 enum Reply: Sendable {
-  case campaign(Campaign)
-  case optionalCampaign(Campaign?)
+  indirect case campaign(Campaign)
+  indirect case optionalCampaign(Campaign?)
   case campaigns([Campaign])
   case claim(ClaimResult)
   case claims([ClaimResult])
   case page(ClaimPage?)
   case coupons([Coupon])
   case coupon(Coupon?)
-  case couponDetails(CouponDetails?)
-  case lifecycle(LifecycleOutcome, Coupon?)
-  case upload(UploadReply)
-  case statistics(StoreStatistics)
-  case snapshot(CouponStore.SnapshotInfo)
+  indirect case couponDetails(CouponDetails?)
+  indirect case lifecycle(LifecycleOutcome, Coupon?)
+  indirect case upload(UploadReply)
+  indirect case statistics(StoreStatistics)
+  indirect case snapshot(CouponStore.SnapshotInfo)
   case done
-  case failure(CouponStoreError)
+  indirect case failure(CouponStoreError)
 }
 
 /// A request waiting in the queue, with the continuation that receives its reply.
