@@ -64,6 +64,9 @@ enum Tools {
           "note: a torn tail of \(report.tornTailBytes) bytes (a crash mid-write) is cut on next open"
         )
       }
+      for path in report.unfinishedSnapshots {
+        print("note: \(path) is an unfinished snapshot (a crash while writing it); deleted on open")
+      }
       if report.problems.isEmpty {
         print(
           "ok: \(report.statistics.lastSequence) records, \(report.campaigns.count) campaigns, "

@@ -276,13 +276,7 @@ import Testing
 @Suite struct LogWriterDetachTests {
   @Test func detachSegmentsListsCoveredSegmentsOldestFirstWithoutDeletingThem() throws {
     let directory = try TestDirectory()
-    let writer = try LogWriter(
-      fileSystem: RealFileSystem(), directory: directory.path, nextSequence: 1)
-    for index in 0..<9 {
-      writer.append(type: 1) { $0.appendBytes(testPayload(index)) }
-      _ = try writer.flush()
-      if index % 3 == 2 { try writer.rollSegment() }
-    }
+    let writer = try writeThreeRecordSegments(in: directory.path)
     // Segments start at 1, 4, 7 and 10 (the current one).
     #expect(
       writer.detachSegments(coveredThrough: 5) == [directory.file("log-00000000000000000001.seg")])
@@ -302,13 +296,7 @@ import Testing
   /// they are skipped, and is found when they are not.
   @Test func coveredSegmentsAreNotReadWhenSkipped() throws {
     let directory = try TestDirectory()
-    let writer = try LogWriter(
-      fileSystem: RealFileSystem(), directory: directory.path, nextSequence: 1)
-    for index in 0..<9 {
-      writer.append(type: 1) { $0.appendBytes(testPayload(index)) }
-      _ = try writer.flush()
-      if index % 3 == 2 { try writer.rollSegment() }
-    }
+    _ = try writeThreeRecordSegments(in: directory.path)
     let first = directory.file("log-00000000000000000001.seg")
     var bytes = try fileBytes(first)
     bytes[segmentHeaderBytes + frameHeaderBytes] ^= 0x40
@@ -323,4 +311,16 @@ import Testing
         _ = try recoverRecords(in: directory.path, options: RecoveryOptions(afterSequence: 6))
       }?.path == first)
   }
+}
+
+/// Nine records in segments starting at 1, 4 and 7 (sealed by `rollSegment`), and an empty
+/// current segment starting at 10.
+func writeThreeRecordSegments(in directory: String) throws -> LogWriter {
+  let writer = try LogWriter(fileSystem: RealFileSystem(), directory: directory, nextSequence: 1)
+  for index in 0..<9 {
+    writer.append(type: 1) { $0.appendBytes(testPayload(index)) }
+    _ = try writer.flush()
+    if index % 3 == 2 { try writer.rollSegment() }
+  }
+  return writer
 }

@@ -426,6 +426,12 @@ struct SnapshotTests {
         // The power loss lost the rename that was never made durable.
         try FileManager.default.moveItem(atPath: rename.to, toPath: rename.from)
       }
+      // A crash before the rename (or one that lost it) leaves the temporary file behind.
+      let leftBehind =
+        [.snapshotWrite(1), .snapshotSync, .snapshotRename].contains(point)
+        || undoRename
+      let inspection = try CouponStore.inspect(directory: path)
+      #expect(inspection.unfinishedSnapshots.count == (leftBehind ? 1 : 0))
       let reopened = try await CouponStore.open(directory: path)
       #expect(reopened.recovery.damagedSnapshots == [])
       try await reopened.close()

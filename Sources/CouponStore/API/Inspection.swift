@@ -15,6 +15,8 @@ public struct StoreInspection: Sendable {
   public var segments: [(path: String, bytes: Int64)]
   /// The snapshot files, newest first.
   public var snapshots: [SnapshotInspection]
+  /// Temporary snapshot files a crash while writing one left behind (deleted on open; harmless).
+  public var unfinishedSnapshots: [String]
   /// Bytes of a torn tail that opening the store would cut; 0 if none.
   public var tornTailBytes: Int64
   /// Invariant violations found (empty for a healthy store).
@@ -64,6 +66,8 @@ extension CouponStore {
     return StoreInspection(
       campaigns: (0..<state.campaigns.count).map { state.campaign(at: UInt32($0)) },
       statistics: statistics, segments: segments, snapshots: snapshots,
+      unfinishedSnapshots: try listSnapshots(directory: directory, fileSystem: fileSystem)
+        .temporaries,
       tornTailBytes: report.tornTail?.bytesCut ?? 0,
       problems: snapshotProblems + state.invariantViolations())
   }

@@ -71,9 +71,10 @@
 // 1. Snapshots are tried newest first (by the sequence in their name). One that fails any check
 //    (header, a block's checksum or index, a record that does not decode, a cross-reference out of
 //    range, a missing end block) is skipped and reported, and the next older one is tried.
-// 2. The first valid snapshot, at S, is loaded; the log is replayed after S. The log must reach
-//    back to S + 1 (segments wholly at or below S may be missing), else recovery refuses to open
-//    with a corruption error naming the snapshot it needed a log for.
+// 2. The first valid snapshot, at S, is loaded; the log is replayed after S. Segments wholly at
+//    or below S (kept for the older snapshot) are not read, and may be missing; the log must
+//    reach back to S + 1, else recovery refuses to open with a corruption error naming the
+//    snapshot it needed a log for.
 // 3. With no valid snapshot, the whole log is replayed if it still starts at sequence 1; if it
 //    does not (segments were deleted because snapshots covered them), opening fails with a
 //    corruption error naming the newest snapshot file and where it is damaged.

@@ -24,7 +24,7 @@ extension CouponStore {
     _ recovered: RecoveredState, directory: String, options: Options, verify: Bool
   ) throws(CouponStoreError) -> ([SnapshotInspection], [String]) {
     let fileSystem = options.fileSystem
-    let (entries, temporaries) = try listSnapshots(directory: directory, fileSystem: fileSystem)
+    let (entries, _) = try listSnapshots(directory: directory, fileSystem: fileSystem)
     var problems = recovered.skipped.map { "damaged snapshot: \($0)" }
     var found: [SnapshotInspection] = []
     var valid: [SnapshotEntry] = []
@@ -62,9 +62,6 @@ extension CouponStore {
       }
       if inspection.damage == nil && (inspection.isUsed || verify) { valid.append(entry) }
       found.append(inspection)
-    }
-    for path in temporaries {
-      problems.append("unfinished snapshot \(path) (a crash while writing it; removed on open)")
     }
     if verify, let newest = recovered.snapshot,
       let base = valid.first(where: { $0.sequence < newest.sequence })
