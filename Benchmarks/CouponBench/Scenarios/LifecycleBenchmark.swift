@@ -3,9 +3,8 @@
 // What it shows: the cost of a coupon's whole life, three durable writes in a row per cycle, so a
 // lone caller's ideal is three fdatasyncs per cycle and C callers share each sync.
 //
-// It needs the coupon-book calls (`lock(code:user:)`, `redeem(code:user:)`), which are not on this
-// branch yet; until they are, ``LifecycleCalls/available`` is `nil` and the scenario reports
-// itself skipped. Wiring it is the few lines of the TODO below; the rest is ready.
+// It drives the coupon-book calls `lock(code:user:)` and `redeem(code:user:)` through
+// ``LifecycleCalls``.
 
 import CouponStore
 
@@ -16,14 +15,13 @@ struct LifecycleCalls: Sendable {
   /// Redeems `code` for `user` (who holds its lock); `true` if the answer was "redeemed".
   var redeem: @Sendable (_ store: CouponStore, _ code: String, _ user: String) async throws -> Bool
 
-  // TODO(books): when the coupon-book branch lands, replace `nil` with
-  //   LifecycleCalls(
-  //     lock: { store, code, user in
-  //       if case .locked = try await store.lock(code: code, user: user) { true } else { false } },
-  //     redeem: { store, code, user in
-  //       if case .redeemed = try await store.redeem(code: code, user: user) { true } else { false } })
-  // (with the success cases of the result enums that branch defines).
-  static let available: LifecycleCalls? = nil
+  static let available: LifecycleCalls? = LifecycleCalls(
+    lock: { store, code, user in
+      if case .locked = try await store.lock(code: code, user: user) { true } else { false }
+    },
+    redeem: { store, code, user in
+      if case .redeemed = try await store.redeem(code: code, user: user) { true } else { false }
+    })
 }
 
 struct LifecycleBenchmark: Scenario {
