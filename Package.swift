@@ -22,6 +22,17 @@ let package = Package(
       name: "CouponBench", dependencies: ["CouponStore"], path: "Benchmarks/CouponBench"),
     .testTarget(name: "CouponLogTests", dependencies: ["CouponLog"]),
     .testTarget(name: "CouponStoreTests", dependencies: ["CouponStore", "CouponLog"]),
+    // Replays every input a fuzzer ever failed on (Fuzz/FailCases) and the seed corpora through
+    // the fuzz targets' own code. The libFuzzer entry points (Entry.swift) are built by
+    // Fuzz/run.sh only.
+    .testTarget(
+      name: "FuzzRegressionTests", dependencies: ["CouponStore", "CouponLog"], path: "Fuzz",
+      exclude: [
+        "APISequence/Entry.swift", "Canary/Entry.swift", "EventDecoder/Entry.swift",
+        "FrameDecoder/Entry.swift", "Corpus", "FailCases", "README.md", "SnapshotDecoder",
+        "ci.sh", "run.sh",
+      ],
+      sources: ["APISequence", "Canary", "EventDecoder", "FrameDecoder", "Regression", "Support"]),
   ],
   swiftLanguageModes: [.v6]
 )

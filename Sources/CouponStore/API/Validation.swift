@@ -50,7 +50,7 @@ enum Validate {
   }
 
   static func code(_ code: String) throws(CouponStoreError) {
-    if let problem = CodeRules.shapeProblem(code) {
+    if let problem = CodeRules.lookupProblem(code) {
       throw .invalid("code", "code is invalid: \(problem)")
     }
   }
