@@ -188,9 +188,10 @@ struct Model {
 
   static func createKey(_ spec: CampaignSpec) -> RequestKey {
     var text = "\(spec.id.map { Array($0.utf8) } ?? [])|\(Array(spec.name.utf8))|\(spec.stock)"
-    text += "|\(millis(spec.startsAt))|\(spec.endsAt.map(millis) ?? -1)|\(spec.perUserLimit)"
-    text += "|\(spec.redemptionsPerCoupon)|\(Int64((spec.lockTimeout * 1000).rounded()))"
-    text += "|\(spec.expiresAt.map(millis) ?? -1)|"
+    text += "|\(millis(spec.startsAt))|\(spec.endsAt.map { "\(millis($0))" } ?? "nil")"
+    text += "|\(spec.perUserLimit)|\(spec.redemptionsPerCoupon)"
+    text += "|\(Int64((spec.lockTimeout * 1000).rounded()))"
+    text += "|\(spec.expiresAt.map { "\(millis($0))" } ?? "nil")|"
     switch spec.codes {
     case .generated(let pattern):
       text += "\(pattern.alphabet.map { Array(String($0).utf8) })|\(pattern.length)"

@@ -23,8 +23,11 @@ enum Operation: CustomStringConvertible {
   case tamper(Tamper)
 
   /// The operation the next input bytes choose, with arguments that often name what exists.
-  static func decode(_ input: inout FuzzInput, model: Model) -> Operation {
-    switch input.byte() % 20 {
+  /// `lastWrite` is the previous write, which the input may retry (a client that timed out).
+  static func decode(_ input: inout FuzzInput, model: Model, lastWrite: Operation?) -> Operation {
+    let choice = input.byte()
+    if choice >= 0xE0, let lastWrite { return retry(lastWrite, &input, model) }
+    switch choice % 20 {
     case 0, 1:
       return .create(
         Hostile.spec(&input, now: model.now),
@@ -40,10 +43,14 @@ enum Operation: CustomStringConvertible {
     case 8, 9:
       var claims: [ClaimRequest] = []
       for _ in 0..<input.pick([0, 1, 2, 3, 5, 8]) {
+        // Now and then a claim reuses an earlier claim's request id (a client batching retries).
+        let requestID =
+          !claims.isEmpty && input.byte() % 4 == 0
+          ? input.pick(claims).requestID
+          : Hostile.optional(&input, vocabulary: Hostile.requestIDs)
         claims.append(
           ClaimRequest(
-            campaign: campaign(&input, model), user: user(&input),
-            requestID: Hostile.optional(&input, vocabulary: Hostile.requestIDs)))
+            campaign: campaign(&input, model), user: user(&input), requestID: requestID))
       }
       return .batch(claims)
     case 10: return .readCampaign(campaign(&input, model))
@@ -62,6 +69,56 @@ enum Operation: CustomStringConvertible {
     default:
       if input.byte() < 0xC0 { return .reopen(window: input.pick([0, 1, 2, 3, 1_000_000])) }
       return .tamper(Tamper(&input))
+    }
+  }
+
+  /// `write` again with the same request id (one is added if it had none), either unchanged (a
+  /// retry, which must get the first answer) or with one argument changed (a different request
+  /// reusing the id, which must be refused).
+  static func retry(_ write: Operation, _ input: inout FuzzInput, _ model: Model) -> Operation {
+    let change = input.byte() % 3 != 0
+    switch write {
+    case .create(var spec, let requestID):
+      if change {
+        switch input.byte() % 8 {
+        case 0: spec.name += "!"
+        case 1: spec.stock &+= 1
+        case 2: spec.startsAt = spec.startsAt.addingTimeInterval(-1)
+        case 3: spec.endsAt = spec.endsAt == nil ? spec.startsAt.addingTimeInterval(60) : nil
+        case 4: spec.perUserLimit &+= 1
+        case 5: spec.redemptionsPerCoupon &+= 1
+        case 6: spec.lockTimeout += 1
+        default:
+          spec.expiresAt = spec.expiresAt == nil ? spec.startsAt.addingTimeInterval(60) : nil
+        }
+      }
+      return .create(spec, requestID: requestID ?? "r1")
+    case .claim(let campaign, let user, let requestID):
+      return .claim(
+        campaign: change ? self.campaign(&input, model) : campaign,
+        user: change && input.bool() ? self.user(&input) : user, requestID: requestID ?? "r1")
+    case .claimCode(let code, let user, let requestID):
+      return .claimCode(
+        code: change ? self.code(&input, model) : code,
+        user: change ? self.user(&input) : user, requestID: requestID ?? "r1")
+    case .batch(let claims):
+      return .batch(
+        claims.map { claim in
+          var claim = claim
+          if change, input.bool() { claim.user = self.user(&input) }
+          claim.requestID = claim.requestID ?? "r1"
+          return claim
+        })
+    default:
+      return write
+    }
+  }
+
+  /// Whether the operation writes (and so may be retried).
+  var isWrite: Bool {
+    switch self {
+    case .create, .claim, .claimCode, .batch: true
+    default: false
     }
   }
 
