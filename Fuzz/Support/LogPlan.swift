@@ -57,11 +57,11 @@ struct LogPlan {
       } else {
         firstSequence = nextSequence
       }
-      let name: String
+      var name = LogPlan.segmentName(firstSequence)
       if kind & 0x20 != 0 {
-        name = LogPlan.name(&input)
-      } else {
-        name = LogPlan.segmentName(firstSequence)
+        let chosen = LogPlan.name(&input)
+        // A file name: not empty, no "/", not "." or "..".
+        if !chosen.isEmpty, !chosen.contains("/"), chosen != ".", chosen != ".." { name = chosen }
       }
       let bytes: [UInt8]
       if kind & 0x7 == 0 {
