@@ -29,6 +29,17 @@ let package = Package(
     .testTarget(
       name: "CouponStoreTests", dependencies: ["CouponStore", "CouponLog", "CouponSimulation"]),
     .testTarget(name: "CouponBenchTests", dependencies: ["CouponBench"]),
+    // Replays every input a fuzzer ever failed on (Fuzz/FailCases) and the seed corpora through
+    // the fuzz targets' own code. The libFuzzer entry points (Entry.swift) are built by
+    // Fuzz/run.sh only.
+    .testTarget(
+      name: "FuzzRegressionTests", dependencies: ["CouponStore", "CouponLog"], path: "Fuzz",
+      exclude: [
+        "APISequence/Entry.swift", "Canary/Entry.swift", "EventDecoder/Entry.swift",
+        "FrameDecoder/Entry.swift", "Corpus", "FailCases", "README.md", "SnapshotDecoder",
+        "ci.sh", "run.sh",
+      ],
+      sources: ["APISequence", "Canary", "EventDecoder", "FrameDecoder", "Regression", "Support"]),
   ],
   swiftLanguageModes: [.v6]
 )

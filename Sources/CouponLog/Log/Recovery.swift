@@ -445,17 +445,26 @@ struct LogScan {
           segments, index, offset: position, reason: defect + " (not the last segment)",
           lastSequence: lastSequence)
       }
-      if let later = try laterValidFrame(
-        from: position, above: lastSequence, seed: seed, path: entry.path, writtenAfter: nil),
-        try !isLostUnsyncedWrite(
-          from: position, to: later.offset, lastGood: lastSequence, seed: seed, path: entry.path)
+      switch try laterValidFrame(
+        from: position, above: lastSequence, seed: seed, path: entry.path, writtenAfter: nil)
       {
+      case .found(let offset, _)
+      where try isLostUnsyncedWrite(
+        from: position, to: offset, lastGood: lastSequence, seed: seed, path: entry.path):
+        try cutTornTail(entry, at: position)
+      case .found(let offset, let sequence):
         return try corruption(
           segments, index, offset: position,
-          reason: defect + "; a valid frame (sequence \(later.sequence)) follows at offset "
-            + "\(later.offset)", lastSequence: lastSequence)
+          reason: defect + "; a valid frame (sequence \(sequence)) follows at offset \(offset)",
+          lastSequence: lastSequence)
+      case .tooManyCandidates(let offset):
+        return try corruption(
+          segments, index, offset: position,
+          reason: defect + "; the bytes after it hold frame-like headers at every turn (up to "
+            + "offset \(offset)), which no crash leaves behind", lastSequence: lastSequence)
+      case .tornTail:
+        try cutTornTail(entry, at: position)
       }
-      try cutTornTail(entry, at: position)
     }
     report.segments.append(entry.path)
     report.logBytes += position
@@ -529,37 +538,77 @@ struct LogScan {
       if bytes.contains(where: { $0 != 0 }) { return false }
       position += Int64(length)
     }
+    // Proof that the hole was synced: a later frame written once it was durable.
     let proof = try laterValidFrame(
-      from: end, above: lastGood, seed: seed, path: path, writtenAfter: lastGood)
-    return proof == nil
+      from: start, scanningFrom: end, above: lastGood, seed: seed, path: path,
+      writtenAfter: lastGood)
+    if case .tornTail = proof { return true }
+    return false
   }
 
-  /// The first frame at or after `start` that verifies under `seed` and has a sequence above
-  /// `lastGood`, if any: the byte-by-byte search that tells corruption from a torn tail. With
-  /// `writtenAfter`, only a frame written when that sequence was already durable counts.
+  /// What the search after the first invalid frame of the last segment found.
+  enum LaterFrame {
+    /// No frame that proves corruption: the bytes from the invalid frame on are a torn tail.
+    case tornTail
+    /// A frame that verifies and was written after the invalid frame was durable.
+    case found(offset: Int64, sequence: UInt64)
+    /// Candidate frames (headers that could be such a frame) overlap so much that checking
+    /// them would cost more than ``laterFrameChecksumBytesMax(after:)``: not crash damage.
+    case tooManyCandidates(at: Int64)
+  }
+
+  /// The checksum work the search after an invalid frame at `start` may do: each byte after it
+  /// once, plus one largest frame.
+  ///
+  /// Why a bound: the search tries every offset, and a header at each offset could claim a
+  /// megabyte of payload, so bytes crafted to look like headers everywhere (the fuzzer found
+  /// them) made the search quadratic: hours for one 64 MiB segment. Genuine candidates never
+  /// overlap (frames are written back to back), and a chance match in real data must also have
+  /// its 64-bit sequence land in the narrow window the sequence bound below allows; so a crash
+  /// does not reach this bound, and bytes that do are treated as the damage they are (refuse to
+  /// open; salvage cuts there).
+  func laterFrameChecksumBytesMax(after start: Int64) -> Int64 {
+    fileBytes - start + Int64(frameHeaderBytes + recordBytesMax)
+  }
+
+  /// The first frame after the invalid one at `start` (searching from `scanningFrom`, by default
+  /// `start`) that verifies under `seed` and has a sequence above `lastGood`, if any: the
+  /// byte-by-byte search that tells corruption from a torn tail. With `writtenAfter`, only a
+  /// frame written once that sequence was durable counts (its sync lag says so).
+  ///
+  /// Only candidates are checksummed: a well-formed header, wholly in the file, whose sequence
+  /// lies above `lastGood` and at most one per 20 bytes past `start` beyond it (every frame the
+  /// writer wrote between the invalid one and this one takes at least a header), and whose
+  /// durable sequence (sequence − sync lag) is above `writtenAfter`. All of it is read from the
+  /// header before any checksum is computed.
   mutating func laterValidFrame(
-    from start: Int64, above lastGood: UInt64, seed: CRC32C, path: String,
-    writtenAfter durable: UInt64?
-  ) throws(LogError) -> (offset: Int64, sequence: UInt64)? {
-    var position = start
+    from start: Int64, scanningFrom: Int64? = nil, above lastGood: UInt64, seed: CRC32C,
+    path: String, writtenAfter durable: UInt64?
+  ) throws(LogError) -> LaterFrame {
+    var position = scanningFrom ?? start
+    var checksumBytesLeft = laterFrameChecksumBytesMax(after: start)
     while position + Int64(frameHeaderBytes) <= fileBytes {
       if position + Int64(frameHeaderBytes) > windowStart + Int64(windowCount) {
         guard try load(position, frameHeaderBytes, path: path) else { break }
       }
       let fields = Frame.HeaderFields(window, at: Int(position - windowStart))
       let frameBytes = Int64(frameHeaderBytes) + Int64(fields.payloadLength)
-      if fields.shapeDefect == nil, fields.sequence > lastGood,
-        position + frameBytes <= fileBytes,
-        try load(position, Int(frameBytes), path: path),
-        case .valid(let frame) = Frame.decode(
-          window, at: Int(position - windowStart), seed: seed, expectedSequence: nil),
-        durable.map({ frame.durableSequence > $0 }) ?? true
+      let sequenceMax = lastGood &+ 1 &+ UInt64(position - start) / UInt64(frameHeaderBytes)
+      if fields.shapeDefect == nil, fields.sequence > lastGood, fields.sequence <= sequenceMax,
+        durable.map({ fields.durableSequence > $0 }) ?? true, position + frameBytes <= fileBytes
       {
-        return (position, frame.sequence)
+        checksumBytesLeft -= frameBytes
+        if checksumBytesLeft < 0 { return .tooManyCandidates(at: position) }
+        if try load(position, Int(frameBytes), path: path),
+          case .valid(let frame) = Frame.decode(
+            window, at: Int(position - windowStart), seed: seed, expectedSequence: nil)
+        {
+          return .found(offset: position, sequence: frame.sequence)
+        }
       }
       position += 1
     }
-    return nil
+    return .tornTail
   }
 
   /// Truncates the last segment at the first invalid frame and makes the cut durable.

@@ -291,7 +291,7 @@ public final class CouponStore: Sendable {
 
   /// The coupon with this code, or `nil`.
   public func coupon(code: String) async throws(CouponStoreError) -> Coupon? {
-    guard CodeRules.shapeProblem(code) == nil else { return nil }
+    guard CodeRules.lookupProblem(code) == nil else { return nil }
     switch try await send(.read(.coupon(code: code))) {
     case .coupon(let coupon): return coupon
     default: preconditionFailure("unexpected reply to coupon(code:)")

@@ -52,7 +52,7 @@ enum Validate {
   }
 
   static func code(_ code: String) throws(CouponStoreError) {
-    if let problem = CodeRules.shapeProblem(code) {
+    if let problem = CodeRules.lookupProblem(code) {
       throw .invalid("code", "code is invalid: \(problem)")
     }
   }
@@ -120,16 +120,20 @@ enum Validate {
     }
   }
 
+  /// Every field of a (validated) spec, as the campaign records it: two creates that would make
+  /// different campaigns must not look like a retry of one another.
   static func fingerprint(_ spec: CampaignSpec) -> Fingerprint {
     var print = Fingerprint(kind: 1)
     print.mix(spec.id)
     print.mix(spec.name)
     print.mix(number: Int64(spec.stock))
     print.mix(number: spec.startsAt.millis)
-    print.mix(number: spec.endsAt?.millis ?? -1)
+    print.mix(optional: spec.endsAt?.millis)
     print.mix(number: Int64(spec.perUserLimit))
     print.mix(number: Int64(spec.redemptionsPerCoupon))
     print.mix(String(describing: spec.codes))
+    print.mix(number: Int64((spec.lockTimeout * 1000).rounded()))
+    print.mix(optional: spec.expiresAt?.millis)
     return print
   }
 }

@@ -122,6 +122,17 @@ enum CodeRules {
   /// Upper bound on a code's UTF-8 bytes (64 characters of up to 4 bytes each).
   static let codeBytesMax = 256
 
+  /// Why a code cannot name any coupon, or `nil` if it could: the check for codes that are
+  /// looked up (`coupon(code:)`, `claim(code:)`). Not the 64-character rule of uploads: a
+  /// generated code can be longer (64 symbols plus a prefix and separators), and the store must
+  /// find every code it issued.
+  static func lookupProblem(_ code: String) -> AddCodesResult.Reason? {
+    if code.isEmpty { return .empty }
+    if code.utf8.count > codeBytesMax { return .tooLong }
+    if Validate.containsControlCharacter(code) { return .controlCharacter }
+    return nil
+  }
+
   /// Why an uploaded code is refused, or `nil` if its shape is acceptable.
   static func shapeProblem(_ code: String) -> AddCodesResult.Reason? {
     if code.isEmpty { return .empty }

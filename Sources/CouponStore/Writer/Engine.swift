@@ -55,9 +55,18 @@ struct Engine {
       if let conflict = conflicting(tag) { return .failure(conflict) }
       return .claim(claimCode(code, user: user, tag: tag, now: now))
     case .claimBatch(let claims):
-      // All or nothing on id reuse: a conflicting id refuses the batch before anything changes.
+      // All or nothing on id reuse: a conflicting id refuses the batch before anything changes,
+      // whether it names a remembered request or another claim of this batch (which would be
+      // remembered by the time its twin is decided, and answered as if it were a retry).
+      var named: [String: UInt64] = [:]
       for claim in claims {
         if let conflict = conflicting(claim.tag) { return .failure(conflict) }
+        guard let tag = claim.tag, state.requestWindow > 0 else { continue }
+        if let earlier = named.updateValue(tag.fingerprint, forKey: tag.id),
+          earlier != tag.fingerprint
+        {
+          return .failure(conflict(tag))
+        }
       }
       var results: [ClaimResult] = []
       results.reserveCapacity(claims.count)

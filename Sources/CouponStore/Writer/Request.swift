@@ -117,4 +117,14 @@ struct Fingerprint {
       mixByte(UInt8(truncatingIfNeeded: number >> shift))
     }
   }
+
+  /// Mixes an optional number so that `nil` differs from every value.
+  mutating func mix(optional number: Int64?) {
+    guard let number else {
+      mixByte(0)
+      return
+    }
+    mixByte(1)
+    mix(number: number)
+  }
 }

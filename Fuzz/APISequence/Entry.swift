@@ -1,0 +1,7 @@
+// libFuzzer entry point of the api-sequence target.
+
+/// Called by libFuzzer for every input.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+  FuzzEntry.runAsync(data, size, APISequenceFuzzer.run)
+}
