@@ -326,10 +326,37 @@ enum EventCoder {
     let lockTimeout = try readTime(&reader)
     let expiresAt = try decodeOptionalTime(&reader)
     let createdAt = try readTime(&reader)
+    // The ranges `createCampaign` enforces: a record outside them was never written by the
+    // engine, and replaying it would build a campaign no rule was checked against.
+    try checkCampaign(
+      id: id, name: name, stock: stock, startsAt: startsAt, endsAt: endsAt,
+      perUserLimit: perUserLimit, redemptions: redemptions, lockTimeout: lockTimeout)
     return CampaignRecord(
       id: id, name: name, stock: stock, startsAt: startsAt, endsAt: endsAt,
       perUserLimit: perUserLimit, redemptionsPerCoupon: redemptions, codes: codes,
       lockTimeoutMillis: lockTimeout, expiresAt: expiresAt, createdAt: createdAt)
+  }
+
+  private static func checkCampaign(
+    id: String, name: String, stock: Int, startsAt: Int64, endsAt: Int64?, perUserLimit: Int,
+    redemptions: Int, lockTimeout: Int64
+  ) throws(EventDecodingError) {
+    let type = EventType.campaignCreated
+    do {
+      try Validate.text(id, field: "id", bytesMax: Validate.idBytesMax)
+      try Validate.text(name, field: "name", bytesMax: Validate.nameBytesMax, allowEmpty: true)
+    } catch {
+      throw malformed(type, error.message)
+    }
+    guard stock <= Validate.stockMax else { throw malformed(type, "stock \(stock)") }
+    guard (1...Validate.perUserLimitMax).contains(perUserLimit) else {
+      throw malformed(type, "perUserLimit \(perUserLimit)")
+    }
+    guard (1...Validate.redemptionsMax).contains(redemptions) else {
+      throw malformed(type, "redemptionsPerCoupon \(redemptions)")
+    }
+    guard lockTimeout > 0 else { throw malformed(type, "lockTimeout \(lockTimeout)") }
+    if let endsAt, endsAt < startsAt { throw malformed(type, "endsAt before startsAt") }
   }
 
   static func decodePattern(_ reader: inout ByteReader) throws -> CodePattern {
