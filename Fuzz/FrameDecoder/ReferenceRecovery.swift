@@ -156,33 +156,48 @@ enum ReferenceRecovery {
           break
         }
         // FORMAT.md, rule 3: candidates are whole, well-formed frames whose sequence is above
-        // the last good one by at most one per 20 bytes past the invalid frame, and whose
-        // durable sequence is above it; they are verified in order until one verifies or their
-        // bytes exceed the rest of the file plus one largest frame.
-        var probe = position
-        var laterValid = false
-        var budget = bytes.count - position + 20 + (1 << 20)
-        while probe + 20 <= bytes.count {
-          let length = Int(field(bytes, probe + 4, UInt32.self))
-          let sequence = field(bytes, probe + 8, UInt64.self)
-          let lag = UInt64(field(bytes, probe + 16, UInt32.self) >> 8)
-          let durable = lag == 0xFF_FFFF || lag > sequence ? 0 : sequence - lag
-          let sequenceMax = lastGood &+ 1 &+ UInt64((probe - position) / 20)
-          if bytes[probe + 16] != 0, lag != 0, lag <= sequence, length <= 1 << 20,
-            sequence > lastGood, sequence <= sequenceMax, durable > lastGood,
-            probe + 20 + length <= bytes.count
-          {
-            budget -= 20 + length
-            if budget < 0 {
-              laterValid = true
-              break
+        // the last good one by at most one per 20 bytes past the invalid frame (and, for the
+        // proof search, whose durable sequence is above it); they are verified in order until
+        // one verifies or their bytes exceed the rest of the file plus one largest frame.
+        enum Search { case none, found(Int), tooMany }
+        func search(from start: Int, durableAbove: UInt64?) -> Search {
+          var probe = start
+          var budget = bytes.count - position + 20 + (1 << 20)
+          while probe + 20 <= bytes.count {
+            let length = Int(field(bytes, probe + 4, UInt32.self))
+            let sequence = field(bytes, probe + 8, UInt64.self)
+            let lag = UInt64(field(bytes, probe + 16, UInt32.self) >> 8)
+            let durable = lag == 0xFF_FFFF || lag > sequence ? 0 : sequence - lag
+            let sequenceMax = lastGood &+ 1 &+ UInt64((probe - position) / 20)
+            if bytes[probe + 16] != 0, lag != 0, lag <= sequence, length <= 1 << 20,
+              sequence > lastGood, sequence <= sequenceMax,
+              durableAbove.map({ durable > $0 }) ?? true,
+              probe + 20 + length <= bytes.count
+            {
+              budget -= 20 + length
+              if budget < 0 { return .tooMany }
+              if validFrame(bytes, at: probe, salt: salt) != nil { return .found(probe) }
             }
-            if validFrame(bytes, at: probe, salt: salt) != nil {
-              laterValid = true
-              break
-            }
+            probe += 1
           }
-          probe += 1
+          return .none
+        }
+        var laterValid: Bool
+        switch search(from: position, durableAbove: nil) {
+        case .none: laterValid = false
+        case .tooMany: laterValid = true
+        case .found(let offset):
+          // A zeroed hole before it is a dropped unsynced append, unless a frame written once
+          // the hole was durable follows.
+          if bytes[position..<offset].allSatisfy({ $0 == 0 }) {
+            if case .none = search(from: offset, durableAbove: lastGood) {
+              laterValid = false
+            } else {
+              laterValid = true
+            }
+          } else {
+            laterValid = true
+          }
         }
         if laterValid {
           logEnd = corrupt(index, position, lastSequence: lastGood)
