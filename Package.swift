@@ -36,10 +36,14 @@ let package = Package(
       name: "FuzzRegressionTests", dependencies: ["CouponStore", "CouponLog"], path: "Fuzz",
       exclude: [
         "APISequence/Entry.swift", "Canary/Entry.swift", "EventDecoder/Entry.swift",
-        "FrameDecoder/Entry.swift", "Corpus", "FailCases", "README.md", "SnapshotDecoder",
+        "FrameDecoder/Entry.swift", "SnapshotDecoder/Entry.swift", "SnapshotDecoder/README.md",
+        "Corpus", "FailCases", "README.md",
         "ci.sh", "run.sh",
       ],
-      sources: ["APISequence", "Canary", "EventDecoder", "FrameDecoder", "Regression", "Support"]),
+      sources: [
+        "APISequence", "Canary", "EventDecoder", "FrameDecoder", "Regression", "SnapshotDecoder",
+        "Support",
+      ]),
   ],
   swiftLanguageModes: [.v6]
 )

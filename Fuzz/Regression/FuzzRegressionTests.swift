@@ -38,6 +38,17 @@ struct FuzzRegressionTests {
     try EventDecoderFuzzer.run(try Self.bytes(input))
   }
 
+  @Test(arguments: inputs("snapshot-decoder"))
+  func snapshotDecoderInputReplaysWithoutFinding(_ input: String) throws {
+    try SnapshotDecoderFuzzer.run(try Self.bytes(input))
+  }
+
+  @Test func snapshotDecoderSeedsLoadCleanly() throws {
+    let seeds = SnapshotDecoderFuzzer.seeds()
+    #expect(seeds.count == 3)
+    for seed in seeds { try SnapshotDecoderFuzzer.run(seed) }
+  }
+
   @Test(arguments: inputs("api-sequence"))
   func apiSequenceInputReplaysWithoutFinding(_ input: String) async throws {
     try await APISequenceFuzzer.run(try Self.bytes(input))
