@@ -16,7 +16,7 @@
 // - every claim the child reported as acknowledged is there: same code, campaign and user;
 // - codes are unique, issued ≤ stock for every campaign, and no user holds more than the limit.
 // The store then carries on under the next child, so each kill also tests recovery from the
-// state the previous recoveries left. Every `--rotate` kills (or once the log passes 64 MiB)
+// state the previous recoveries left. Every `--rotate` kills (or once the log passes 16 MiB)
 // the directory is deleted and a fresh store starts, to bound replay time and disk use.
 //
 // A seed fixes the kill moments' kinds and delays and each child's workload; it cannot fix where
@@ -62,7 +62,7 @@ enum Parent {
     var epochs = 1
   }
 
-  static let rotateBytes: Int64 = 64 << 20
+  static let rotateBytes: Int64 = 16 << 20
 
   static func parse(_ arguments: [String]) throws -> Settings {
     var settings = Settings()
