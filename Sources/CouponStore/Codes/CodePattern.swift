@@ -167,6 +167,9 @@ struct CodeGenerator {
   private let separator: [UInt8]
   private let groupSize: Int
   private let length: Int
+  /// Whether every symbol is one byte (ASCII alphabets: the common case), so symbol `i` is
+  /// `symbolBytes[i]`.
+  private let singleByteSymbols: Bool
 
   init(_ pattern: CodePattern) {
     var bytes: [UInt8] = []
@@ -181,16 +184,26 @@ struct CodeGenerator {
     separator = Array(String(pattern.separator).utf8)
     groupSize = pattern.groupSize ?? Int.max
     length = pattern.length
+    singleByteSymbols = bytes.count == starts.count - 1
   }
 
   /// Writes a fresh random code into `bytes` (cleared first).
   func generate(into bytes: inout [UInt8], random: inout SecureRandom) {
     bytes.removeAll(keepingCapacity: true)
+    generate(appendingTo: &bytes, random: &random)
+  }
+
+  /// Appends a fresh random code to `bytes`.
+  func generate(appendingTo bytes: inout [UInt8], random: inout SecureRandom) {
     bytes.append(contentsOf: prefix)
     let symbolCount = symbolStarts.count - 1
     for position in 0..<length {
       if position > 0, position % groupSize == 0 { bytes.append(contentsOf: separator) }
       let symbol = random.uniform(below: symbolCount)
+      if singleByteSymbols {
+        bytes.append(symbolBytes[symbol])
+        continue
+      }
       for index in symbolStarts[symbol]..<symbolStarts[symbol + 1] {
         bytes.append(symbolBytes[index])
       }

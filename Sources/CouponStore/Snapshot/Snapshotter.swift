@@ -100,11 +100,11 @@ final class Snapshotter: @unchecked Sendable {
   func start() {
     started.store(true, ordering: .releasing)
     let thread = Thread { [self] in
+      nameKernelThread("cs.snapshotter")
       lowerThreadPriority()
       run()
       done.signal()
     }
-    thread.name = "couponstore.snapshotter"
     thread.stackSize = 4 << 20
     thread.start()
   }

@@ -146,10 +146,10 @@ struct StoreState {
   }
 
   /// The id of `user` and the hash it was looked up with (to insert it later without hashing
-  /// it again).
-  func lookUpUser(_ user: String) -> (id: UInt32?, hash: UInt32) {
+  /// it again); `tag`, if given, is that hash computed earlier.
+  func lookUpUser(_ user: String, tag: UInt32? = nil) -> (id: UInt32?, hash: UInt32) {
     user.withUTF8Bytes { bytes in
-      let hash = StringTable.tag(bytes)
+      let hash = tag ?? StringTable.tag(bytes)
       return (users.find(bytes, tag: hash), hash)
     }
   }

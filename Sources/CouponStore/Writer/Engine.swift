@@ -21,7 +21,9 @@ struct Engine {
   /// Locks in expiry order (derived from `state.lockExpiry`; see LockExpiryQueue.swift).
   var lockQueue: LockExpiryQueue
   /// Reused scratch buffer for generated codes.
-  private var codeScratch: [UInt8] = []
+  var codeScratch: [UInt8] = []
+  /// Claims prepared ahead of their decisions, by ``LookaheadSource`` (Engine+Lookahead.swift).
+  var lookaheads = [ClaimLookahead(), ClaimLookahead()]
 
   /// The last campaign id looked up, and its index: a flash sale (and every batch) claims from
   /// one campaign over and over, and comparing two equal strings is cheaper than hashing one.
@@ -43,14 +45,20 @@ struct Engine {
   /// The sequence number of the last event appended (durable or not).
   var lastAppended: UInt64 { log.nextSequence - 1 }
 
-  mutating func handle(_ request: Request, now: Int64) -> Reply {
+  /// Decides `request`. `position` is its place in the writer's batch, for the claims prepared
+  /// ahead (``prepare(_:startingAt:in:)``); `nil` if none were.
+  mutating func handle(_ request: Request, now: Int64, position: Int? = nil) -> Reply {
     expireLocks(now: now)
     switch request {
     case .createCampaign(let spec, let tag):
       return createCampaign(spec, tag: tag, now: now)
     case .claim(let campaign, let user, let tag):
       if let conflict = conflicting(tag) { return .failure(conflict) }
-      return .claim(claim(campaign: campaign, user: user, tag: tag, now: now))
+      let prepared = position.flatMap {
+        lookaheads[LookaheadSource.requests.rawValue].entry(at: $0)
+      }
+      return .claim(
+        claim(campaign: campaign, user: user, tag: tag, now: now, prepared: prepared))
     case .claimCode(let code, let user, let tag):
       if let conflict = conflicting(tag) { return .failure(conflict) }
       return .claim(claimCode(code, user: user, tag: tag, now: now))
@@ -70,9 +78,17 @@ struct Engine {
       }
       var results: [ClaimResult] = []
       results.reserveCapacity(claims.count)
-      for claim in claims {
+      for (position, claim) in claims.enumerated() {
+        if position % ClaimLookahead.window == 0 {
+          prepare(
+            claims[position..<min(position + ClaimLookahead.window, claims.count)].lazy.map {
+              (campaign: $0.campaign, user: $0.user)
+            }, startingAt: position, in: .batch)
+        }
         results.append(
-          self.claim(campaign: claim.campaign, user: claim.user, tag: claim.tag, now: now))
+          self.claim(
+            campaign: claim.campaign, user: claim.user, tag: claim.tag, now: now,
+            prepared: lookaheads[LookaheadSource.batch.rawValue].entry(at: position)))
       }
       return .claims(results)
     case .lifecycle(let request):
@@ -147,9 +163,10 @@ struct Engine {
 
   // MARK: Claims
 
-  mutating func claim(campaign campaignID: String, user: String?, tag: RequestTag?, now: Int64)
-    -> ClaimResult
-  {
+  mutating func claim(
+    campaign campaignID: String, user: String?, tag: RequestTag?, now: Int64,
+    prepared: PreparedClaim? = nil
+  ) -> ClaimResult {
     if let tag, let remembered = state.requests[tag.id] {
       return rememberedClaim(remembered, tag: tag, campaign: campaignID, user: user)
     }
@@ -159,7 +176,7 @@ struct Engine {
     if let window = windowRejection(campaign, now: now) {
       return reject(window, tag: tag, now: now)
     }
-    let lookedUp = user.map { state.lookUpUser($0) }
+    let lookedUp = user.map { state.lookUpUser($0, tag: prepared?.userTag) }
     let existingUser = lookedUp?.id
     let limit = state.campaigns[Int(campaign)].perUserLimit
     if let existingUser, state.held(by: existingUser, in: campaign) >= limit {
@@ -188,7 +205,7 @@ struct Engine {
       }
       state.applyPoolClaimed(coupon: coupon, user: userID, time: now)
     } else {
-      guard let codeHash = generateUnusedCode(campaign) else {
+      guard let codeHash = takeCandidateCode(prepared) ?? generateUnusedCode(campaign) else {
         // Unreachable for a pattern with ≥ 1,000 × stock combinations unless many campaigns
         // share one small pattern; refuse rather than loop forever.
         return reject(.soldOut, tag: tag, now: now)
@@ -248,7 +265,7 @@ struct Engine {
     return .claimed(state.coupon(coupon))
   }
 
-  private mutating func cachedCampaignID(_ id: String) -> UInt32? {
+  mutating func cachedCampaignID(_ id: String) -> UInt32? {
     if let lastCampaign, lastCampaign.id == id { return lastCampaign.index }
     guard let index = state.campaignID(id) else { return nil }
     lastCampaign = (id, index)

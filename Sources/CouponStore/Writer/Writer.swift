@@ -103,17 +103,17 @@ final class Writer: @unchecked Sendable {
   /// Starts both threads.
   func start() {
     let writer = Thread { [self] in
+      nameKernelThread("cs.writer")
       runWriter()
       writerDone.signal()
     }
-    writer.name = "couponstore.writer"
     writer.stackSize = 4 << 20
     writer.start()
     let syncer = Thread { [self] in
+      nameKernelThread("cs.syncer")
       runSyncer()
       syncerDone.signal()
     }
-    syncer.name = "couponstore.syncer"
     syncer.start()
   }
 
@@ -184,7 +184,17 @@ final class Writer: @unchecked Sendable {
       }
       let now = clock().millis
       var closing = false
-      for envelope in batch {
+      for (position, envelope) in batch.enumerated() {
+        if position % ClaimLookahead.window == 0 {
+          engine.prepare(
+            batch[position..<min(position + ClaimLookahead.window, batch.count)].lazy.map {
+              if case .claim(let campaign, let user, _) = $0.request {
+                (campaign, user)
+              } else {
+                nil
+              }
+            }, startingAt: position, in: .requests)
+        }
         if closing {
           // Requests queued behind the close (the queue closes right after this batch).
           envelope.continuation.resume(returning: .failure(.closedError))
@@ -198,7 +208,7 @@ final class Writer: @unchecked Sendable {
           startSnapshot(waiter: envelope.continuation)
           continue
         }
-        let reply = engine.handle(envelope.request, now: now)
+        let reply = engine.handle(envelope.request, now: now, position: position)
         completions.append(Completion(continuation: envelope.continuation, reply: reply))
         if engine.log.bufferedBytes >= limits.batchBytesMax {
           flushAndSubmit(&completions)
