@@ -32,7 +32,7 @@ enum ScenarioRegistry {
   static let all: [any Scenario] = [
     FlashSaleBenchmark(), SellOutBenchmark(), DoubleDipBenchmark(), SpreadBenchmark(),
     BatchBenchmark(), LifecycleBenchmark(), OpenLoopBenchmark(), RecoveryBenchmark(),
-    MemoryBenchmark(),
+    SnapshotStallBenchmark(), MemoryBenchmark(),
   ]
 
   static func named(_ name: String) -> (any Scenario)? {

@@ -53,7 +53,7 @@ struct BenchOptions: Sendable {
     limit. Always build in release: swift run -c release coupon-bench
 
     scenarios (all by default, in this order):
-    \(ScenarioRegistry.all.map { "  \($0.name.padding(toLength: 12, withPad: " ", startingAt: 0)) \($0.summary)" }.joined(separator: "\n"))
+    \(ScenarioRegistry.all.map { "  \($0.name.padding(toLength: 14, withPad: " ", startingAt: 0)) \($0.summary)" }.joined(separator: "\n"))
 
     options:
       --quick               smoke run: small sizes, one timed run; exits 1 if an invariant fails
@@ -65,8 +65,9 @@ struct BenchOptions: Sendable {
       --concurrency LIST    flash-sale sweep, comma-separated (default 1,16,256,10000)
       --rate N              open-loop offered claims/s (default 50000)
       --duration S          open-loop seconds per run (default 5, quick 0.3)
-      --recovery-claims N   claims in the recovery store (default 1000000, quick 20000)
-      --large               recovery with 10,000,000 claims
+      --recovery-claims N   claims in the recovery and snapshot-stall stores (default 1000000,
+                            quick 20000)
+      --large               recovery and snapshot-stall with 10,000,000 claims
       --memory-claims N     claims the memory scenario adds (default 1000000, quick 50000)
       --no-sync             acknowledge without fdatasync: measures the engine's CPU ceiling;
                             the results are NOT durable claims

@@ -25,6 +25,42 @@ struct ClaimTests {
     }
   }
 
+  /// The writer prepares claims ahead in windows of 256 (candidate codes, user hashes): the
+  /// answers must be exactly the stored coupons, across window edges, for single claims from
+  /// 1,000 tasks (one writer batch spans several windows) and for a batch of 700 in which every
+  /// user appears twice (the second is refused by the per-user limit, decided in order).
+  @Test func claimAnswersAreTheStoredCouponsAcrossLookaheadWindows() async throws {
+    try await withTemporaryStore { store, _ in
+      let campaign = try await store.createCampaign(CampaignSpec(name: "ahead", stock: 10_000))
+      let singles = try await withThrowingTaskGroup(of: ClaimResult.self) { group in
+        for index in 0..<1_000 {
+          group.addTask {
+            try await store.claim(campaign: campaign.id, user: index % 3 == 0 ? nil : "s\(index)")
+          }
+        }
+        return try await group.reduce(into: [ClaimResult]()) { $0.append($1) }
+      }
+      let requests = (0..<700).map {
+        ClaimRequest(campaign: campaign.id, user: "b\($0 % 350)")
+      }
+      let batch = try await store.claim(batch: requests)
+      #expect(batch.prefix(350).allSatisfy { $0.coupon != nil })
+      for (request, result) in zip(requests, batch).dropFirst(350) {
+        guard case .limitReached(let existing) = result else {
+          Issue.record("second claim of \(request.user ?? "-") answered \(result)")
+          continue
+        }
+        #expect(existing.map(\.user) == [request.user])
+      }
+      let coupons = (singles + batch).compactMap(\.coupon)
+      #expect(coupons.count == 1_350)
+      #expect(Set(coupons.map(\.code)).count == coupons.count)
+      for coupon in coupons {
+        #expect(try await store.coupon(code: coupon.code) == coupon)
+      }
+    }
+  }
+
   /// Timeline: 50 distinct users claim at once from a stock of 5.
   @Test func fiftyUsersOnStockFiveIssueExactlyFiveToDistinctUsers() async throws {
     try await withTemporaryStore { store, _ in

@@ -35,7 +35,7 @@ struct RecoveryBenchmark: Scenario {
     var report = ScenarioReport(name: name, summary: summary)
     let claims = bench.options.recoveryClaims
     let (store, directory) = try await bench.openFreshStore(name)
-    try await build(store, claims: claims, bench)
+    try await Self.build(store, claims: claims, label: name, bench)
     let logBytes = try await store.statistics().logBytes
     try await store.close()
 
@@ -62,8 +62,8 @@ struct RecoveryBenchmark: Scenario {
   }
 
   /// Claims `claims` coupons in batches from a few concurrent callers (not timed: only the
-  /// reopen is).
-  private func build(_ store: CouponStore, claims: Int, _ bench: Bench) async throws {
+  /// reopen is), showing progress under `label`.
+  static func build(_ store: CouponStore, claims: Int, label: String, _ bench: Bench) async throws {
     _ = try await store.createCampaign(ampleCampaign("recovery", stock: claims))
     let batches = (claims + Self.batchSize - 1) / Self.batchSize
     let done = SharedCounter()
@@ -75,7 +75,7 @@ struct RecoveryBenchmark: Scenario {
             let requests = range.map { ClaimRequest(campaign: "recovery", user: "r\($0)") }
             _ = try await store.claim(batch: requests)
             let total = done.add(requests.count)
-            bench.progress.update("recovery: building the store, \(total)/\(claims) claims")
+            bench.progress.update("\(label): building the store, \(total)/\(claims) claims")
           }
         }
       }

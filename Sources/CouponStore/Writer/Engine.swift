@@ -219,6 +219,13 @@ struct Engine {
         state.applyClaimed(
           campaign: campaign, user: userID, code: $0, codeTag: codeHash, time: now)
       }
+      if let tag { state.remember(tag, .claimed(coupon)) }
+      // Built from what is at hand rather than read back (``StoreState/coupon(_:)``), which
+      // would decode the user id from the table again.
+      return .claimed(
+        Coupon(
+          code: String(decoding: codeScratch, as: UTF8.self), campaign: campaignID, user: user,
+          state: .assigned, issuedAt: Date(millis: now), redemptions: 0, lockExpiresAt: nil))
     }
     if let tag { state.remember(tag, .claimed(coupon)) }
     return .claimed(state.coupon(coupon))
