@@ -59,6 +59,15 @@ struct OpenLoopBenchmark: Scenario {
         name: "achieved", value: Spread(achieved), unit: .perSecond, relativeTo: "the offered rate",
         ratio: ratio(Spread(achieved).median, rate)))
     row.metrics.append(Metric(name: "pacer's largest lag", value: Spread(pacerLag), unit: .nanos))
+    // How much of the latency is the client's: from the scheduled start until the claim's task
+    // began running (the pacer's lag plus the wait in the cooperative pool's queue).
+    for (name, fraction) in [("p50", 50.0), ("p99", 99.0)] {
+      let delays = runs.map { records in
+        Double(nearestRank(records.buffer.map(\.value).sorted(), fraction))
+      }
+      row.metrics.append(
+        Metric(name: "task start delay \(name)", value: Spread(delays), unit: .nanos))
+    }
     report.rows.append(row)
     if Spread(achieved).median < 0.95 * rate {
       report.notes.append(
@@ -76,7 +85,8 @@ struct OpenLoopBenchmark: Scenario {
 /// Starts operations on a fixed schedule from a dedicated thread, each in its own task.
 enum Pacer {
   /// Starts `operation(i)` at `start + i / rate` for every `i < total`, records each into
-  /// `records` timed from its scheduled start, and returns when all have finished, with the
+  /// `records` timed from its scheduled start (with the delay until its task began running as
+  /// the record's `value`), and returns when all have finished, with the
   /// pacer's largest lag behind the schedule in nanoseconds. Rethrows the first error.
   static func run(
     total: Int, rate: Double, records: OpRecords,
@@ -100,13 +110,15 @@ enum Pacer {
           }
           lagMax = max(lagMax, now &- min(now, due))
           Task {
+            let began = Clock.nanos()
             var outcome = Outcome.none
             do {
               outcome = try await operation(index)
             } catch {
               tracker.fail(error)
             }
-            records[index] = OpRecord(start: due, end: Clock.nanos(), outcome: outcome)
+            records[index] = OpRecord(
+              start: due, end: Clock.nanos(), value: began &- min(began, due), outcome: outcome)
             tracker.finishOne()
           }
         }

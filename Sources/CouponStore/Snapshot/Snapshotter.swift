@@ -100,7 +100,7 @@ final class Snapshotter: @unchecked Sendable {
   func start() {
     started.store(true, ordering: .releasing)
     let thread = Thread { [self] in
-      nameKernelThread("cs.snapshotter")
+      nameKernelThread("cs-snapshotter")
       lowerThreadPriority()
       run()
       done.signal()

@@ -103,14 +103,14 @@ final class Writer: @unchecked Sendable {
   /// Starts both threads.
   func start() {
     let writer = Thread { [self] in
-      nameKernelThread("cs.writer")
+      nameKernelThread("cs-writer")
       runWriter()
       writerDone.signal()
     }
     writer.stackSize = 4 << 20
     writer.start()
     let syncer = Thread { [self] in
-      nameKernelThread("cs.syncer")
+      nameKernelThread("cs-syncer")
       runSyncer()
       syncerDone.signal()
     }
