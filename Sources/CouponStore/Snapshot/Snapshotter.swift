@@ -96,10 +96,15 @@ final class Snapshotter: @unchecked Sendable {
     self.control = Mutex(Control(latest: latest))
   }
 
+  /// The thread's name for the kernel (at most 15 bytes): what `top -H` and gdb show, and how
+  /// the crash simulator tells the snapshotter's system calls from the writer's.
+  static let threadName = "cs-snapshotter"
+
   /// Starts the thread.
   func start() {
     started.store(true, ordering: .releasing)
     let thread = Thread { [self] in
+      nameThreadForSystem(Self.threadName)
       lowerThreadPriority()
       run()
       done.signal()
@@ -289,6 +294,20 @@ final class Snapshotter: @unchecked Sendable {
     }
     return CouponStore.SnapshotInfo(path: entry.path, sequence: entry.sequence, bytes: bytes)
   }
+}
+
+/// Names the calling thread for the kernel (`/proc/thread-self/comm`, what `top -H`, gdb and the
+/// crash simulator's fault reports show): Foundation's `Thread.name` does not reach the kernel on
+/// Linux, and Glibc's `pthread_setname_np` is not imported into Swift. A write to procfs and not
+/// through the `FileSystem` seam: it names a thread, it stores nothing. Best effort: a name longer
+/// than 15 bytes is cut by the kernel, and errors are ignored.
+private func nameThreadForSystem(_ name: String) {
+  #if os(Linux)
+    let fd = Glibc.open("/proc/thread-self/comm", O_WRONLY)
+    guard fd >= 0 else { return }
+    _ = name.utf8CString.withUnsafeBufferPointer { Glibc.write(fd, $0.baseAddress, $0.count - 1) }
+    _ = Glibc.close(fd)
+  #endif
 }
 
 /// Lowers the calling thread's scheduling priority (nice 10), so that the writer thread and the
