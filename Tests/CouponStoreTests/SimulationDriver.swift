@@ -494,8 +494,14 @@ struct Simulation {
       let spec = CampaignSpec(id: SimulationWorkload.bulkCampaign, name: "bulk", stock: 1 << 30)
       events.append(.created(spec, try? await store.createCampaign(spec)))
     }
-    let spec = SimulationWorkload.spec(
+    var spec = SimulationWorkload.spec(
       id: "c-L\(life)", name: "life \(life)", now: clock.millis, random: &setup)
+    if spec.codes != .pool && setup.chance(0.5) {
+      // Stock for everyone, so that callers hold coupons to lock, redeem and roll back.
+      spec.stock = 24
+      spec.startsAt = .distantPast
+      spec.endsAt = nil
+    }
     events.append(.created(spec, try? await store.createCampaign(spec)))
     violations += model.learn(events)
 
@@ -644,9 +650,6 @@ struct Simulation {
     plan.predictor = nil
     plan.retriable = []
     let log = await SimulationWorkload.run(plan, store: store, random: workload)
-    // A fault in the background snapshotter need not stop the store (the log holds everything):
-    // it is reported to a caller of snapshot() or in statistics(), or not at all if no one asks.
-    let snapshotFault = disk.firedFaults.contains { $0.thread == Snapshotter.threadName }
     violations += log.violations
     violations += model.learn(log.events)
     if let error = log.error {
@@ -676,6 +679,10 @@ struct Simulation {
       closeError = error
       if disk.firedFaults.isEmpty { violations.append("close failed without a fault: \(error)") }
     }
+    // A fault in the background snapshotter (perhaps while closing) need not stop the store: the
+    // log holds everything. It is reported to a caller of snapshot() or in statistics(), or not
+    // at all if no one asks.
+    let snapshotFault = disk.firedFaults.contains { $0.thread == Snapshotter.threadName }
     if log.error == nil && closeError == nil && !snapshotFault, let fault = disk.firedFaults.first {
       violations.append(
         "\(fault) (thread \(fault.thread ?? "unnamed")) fired, but no call reported an error: it was "
