@@ -63,6 +63,10 @@ struct SimulationStats: Sendable {
   var failedCalls = 0
   var lifecycleCalls = 0
   var lifecycleDone = 0
+  /// Lifecycle calls and uploads cut by a crash or a fault (in flight: may or may not have
+  /// happened).
+  var lifecycleInFlight = 0
+  var uploads = 0
   var snapshotsWritten = 0
   var snapshotFailures = 0
   var opensFromSnapshot = 0
@@ -91,6 +95,8 @@ struct SimulationStats: Sendable {
     failedCalls += other.failedCalls
     lifecycleCalls += other.lifecycleCalls
     lifecycleDone += other.lifecycleDone
+    lifecycleInFlight += other.lifecycleInFlight
+    uploads += other.uploads
     snapshotsWritten += other.snapshotsWritten
     snapshotFailures += other.snapshotFailures
     opensFromSnapshot += other.opensFromSnapshot
@@ -107,7 +113,8 @@ struct SimulationStats: Sendable {
       + "\(bitFlips) bit flips, \(tornTailsCut) torn tails cut, \(refusedOpens) opens refused "
       + "(\(refusedAfterReorder) after out-of-order writeback), "
       + "\(salvages) salvages, \(acknowledgedWrites) acknowledged writes, \(failedCalls) failed calls; "
-      + "\(lifecycleCalls) lifecycle calls (\(lifecycleDone) done); \(snapshotsWritten) snapshots "
+      + "\(lifecycleCalls) lifecycle calls (\(lifecycleDone) done, \(lifecycleInFlight) in flight at "
+      + "a crash or fault), \(uploads) uploads; \(snapshotsWritten) snapshots "
       + "written, \(snapshotFailures) failed, \(opensFromSnapshot) opens from a snapshot, "
       + "\(crashesInSnapshot) crashes on a snapshotter operation, \(crashesWithSnapshotTemporary) "
       + "with an unfinished snapshot file, \(faultsInSnapshot) faults in snapshots, "
@@ -526,23 +533,32 @@ struct Simulation {
     for (worker, log) in logs.enumerated() {
       violations += log.violations
       violations += model.learn(log.events)
-      for event in log.events {
-        switch event {
-        case .claimed(_, .some), .created(_, .some), .uploaded(_, .some):
-          stats.acknowledgedWrites += 1
-        case .lifecycle(_, let answer, _):
-          stats.lifecycleCalls += 1
-          if answer?.outcome == .done { stats.lifecycleDone += 1 }
-        default:
-          break
-        }
-      }
-      stats.snapshotFailures += log.snapshotFailures
+      tally(log)
       if let error = log.error {
         stats.failedCalls += 1
         story.append("  caller \(worker) stopped after \(log.callsMade) calls: \(error.code)")
       }
     }
+  }
+
+  /// Counts what a caller did, for the report.
+  mutating func tally(_ log: WorkerLog) {
+    for event in log.events {
+      switch event {
+      case .claimed(_, .some), .created(_, .some):
+        stats.acknowledgedWrites += 1
+      case .uploaded(_, let result):
+        stats.uploads += 1
+        if result != nil { stats.acknowledgedWrites += 1 }
+      case .lifecycle(_, let answer, _):
+        stats.lifecycleCalls += 1
+        if answer?.outcome == .done { stats.lifecycleDone += 1 }
+        if answer == nil { stats.lifecycleInFlight += 1 }
+      default:
+        break
+      }
+    }
+    stats.snapshotFailures += log.snapshotFailures
   }
 
   /// Closes a healthy store cleanly, reopens it on the same disk, and checks that the state is
@@ -650,6 +666,7 @@ struct Simulation {
     plan.predictor = nil
     plan.retriable = []
     let log = await SimulationWorkload.run(plan, store: store, random: workload)
+    tally(log)
     violations += log.violations
     violations += model.learn(log.events)
     if let error = log.error {
