@@ -104,6 +104,9 @@ public struct FiredFault: Sendable, Hashable, CustomStringConvertible {
   public var errno: Int32
   /// The file or directory concerned.
   public var path: String
+  /// The kernel's name of the thread that made the call (`cs-snapshotter`, …), if it has one:
+  /// tells a failure of the log, which must stop the store, from a failure of a background job.
+  public var thread: String? = nil
 
   /// `#17 fdatasync(/store/log-….seg) failed with errno 5`.
   public var description: String {

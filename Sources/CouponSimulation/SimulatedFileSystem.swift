@@ -78,6 +78,9 @@ public final class SimulatedFileSystem: FileSystem {
     var powerOffAt: Int?
     var powerOffKinds: Set<SimulatedOperation> = []
     var poweredOff = false
+    /// The operation that cut the power, and the name of the thread that made it.
+    var powerOffOperation: (kind: SimulatedOperation, path: String, thread: String?)?
+    var renameCount = 0
     var trace: [TraceEntry] = []
 
     static let traceMax = 64
@@ -95,13 +98,17 @@ public final class SimulatedFileSystem: FileSystem {
         powerOffKinds.isEmpty || powerOffKinds.contains(kind)
       {
         poweredOff = true
+        powerOffOperation = (kind, path, currentThreadName())
         record(number, kind, path, detail, "power off")
         throw SystemCallError(syscall: kind.syscall, errno: EIO, path: path)
       }
       if let index = faults.firstIndex(where: { $0.matches(kind, number: number) }) {
         let fault = faults[index]
         if !fault.persistent { faults.remove(at: index) }
-        fired.append(FiredFault(operation: number, kind: kind, errno: fault.errno, path: path))
+        fired.append(
+          FiredFault(
+            operation: number, kind: kind, errno: fault.errno, path: path,
+            thread: currentThreadName()))
         record(number, kind, path, detail, "fault errno \(fault.errno)")
         return SystemCallError(syscall: kind.syscall, errno: fault.errno, path: path)
       }
@@ -191,6 +198,17 @@ public final class SimulatedFileSystem: FileSystem {
 
   /// Whether the power is off (every operation fails).
   public var isPoweredOff: Bool { machine.withLock { $0.poweredOff } }
+
+  /// How many renames succeeded on this instance (a store renames only finished snapshots into
+  /// place, so this counts the snapshots it wrote).
+  public var renameCount: Int { machine.withLock { $0.renameCount } }
+
+  /// The operation that cut the power (armed with ``powerOff(atOperation:kinds:)``): its kind,
+  /// its path and the name of the thread that made it; `nil` if the power is on or was cut by
+  /// ``powerOff()`` or ``crash(policy:random:)``.
+  public var powerOffOperation: (kind: SimulatedOperation, path: String, thread: String?)? {
+    machine.withLock { $0.powerOffOperation }
+  }
 
   /// Powers this disk off (if it is not already) and returns a new disk holding what a power loss
   /// at this moment leaves: every synced byte and name, and the unsynced changes `policy` and
@@ -464,6 +482,7 @@ public final class SimulatedFileSystem: FileSystem {
         machine.disk.unlink(source.name, in: source.directory)
         machine.disk.link(target.name, to: node, in: target.directory)
       }
+      machine.renameCount += 1
     }
   }
 
@@ -613,4 +632,17 @@ extension Result where Failure == Errno {
     case .failure(let error): throw SystemCallError(syscall: syscall, errno: error.code, path: path)
     }
   }
+}
+
+/// The calling thread's name as the kernel knows it (`/proc/thread-self/comm`; Foundation's
+/// `Thread.name` does not reach the kernel on Linux), or `nil` if it cannot be read. Called only
+/// when a fault fires or the power goes out.
+func currentThreadName() -> String? {
+  let fd = Glibc.open("/proc/thread-self/comm", O_RDONLY)
+  guard fd >= 0 else { return nil }
+  defer { _ = Glibc.close(fd) }
+  var buffer = [UInt8](repeating: 0, count: 32)
+  let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+  guard count > 0 else { return nil }
+  return String(decoding: buffer.prefix(count).filter { $0 != 10 }, as: UTF8.self)
 }

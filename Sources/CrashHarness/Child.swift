@@ -39,6 +39,9 @@ enum Child {
   static let users = 4_000
   /// Small segments so that rolls happen several times a second; the public minimum.
   static let segmentBytesMax = 1 << 20
+  /// Automatic snapshots every 4 MiB of log (a few times per child), well before the parent
+  /// rotates the store at 16 MiB.
+  static let snapshotLogBytes = 4 << 20
 
   static func run(_ arguments: [String]) async throws {
     var settings = Settings()
@@ -62,14 +65,15 @@ enum Child {
     var options = CouponStore.Options()
     options.segmentBytesMax = segmentBytesMax
     options.batchBytesMax = 64 << 10
+    options.snapshotLogBytes = snapshotLogBytes
     let store = try await CouponStore.open(directory: settings.directory, options: options)
     let campaigns = Campaigns()
     for campaign in try await store.campaigns() where campaign.remaining > 0 {
       campaigns.add(campaign.id)
     }
-    // HOOK(snapshots): once `CouponStore.snapshot()` exists, report `snapshots 1` here and call
-    // it from `claimLoop` (see there), so that the parent also kills during snapshots.
-    let takesSnapshots = false
+    // The child takes snapshots (automatic ones, and `snapshot()` now and then from the claim
+    // loop), so the parent also kills during snapshot writing.
+    let takesSnapshots = true
     emit(
       "READY \(store.recovery.recordsReplayed) \(store.recovery.tornTailBytesCut) "
         + "\(takesSnapshots ? 1 : 0)\n")
@@ -122,7 +126,7 @@ enum Child {
         }
       }
       emit(lines)
-      // HOOK(snapshots): `if random.chance(0.005) { try await store.snapshot() }` once it exists.
+      if random.chance(0.005) { try await store.snapshot() }
     }
   }
 

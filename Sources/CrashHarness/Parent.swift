@@ -6,8 +6,10 @@
 // - at a segment roll: the parent watches the directory and kills the moment a new segment file
 //   appears, i.e. while the child syncs the full segment, writes the new header, syncs it and
 //   syncs the directory;
-// - during a snapshot: the same, for a new `snapshot-*` file; used only when the child reports
-//   that it takes snapshots (see the HOOK(snapshots) lines in Child.swift).
+// - during a snapshot: the same, for a new `snapshot-*` file (the temporary file appears first,
+//   so the kill lands while the snapshot is written, synced, renamed and the directory synced);
+//   used once a child has reported that it takes snapshots (Child.swift: `snapshot()` now and
+//   then, and automatic snapshots every 4 MiB of log).
 //
 // After every kill, the parent verifies, with the store's public API only:
 // - `CouponStore.inspect` (read-only replay) finds no invariant violation;

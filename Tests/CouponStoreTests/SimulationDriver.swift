@@ -5,7 +5,8 @@
 // each caller does, when the power goes out (as an operation number on the disk), which unsynced
 // writes the crash keeps or tears, which operation fails and how, which bit flips. What a seed
 // does not decide: the coupon codes and segment salts (the engine draws them from the kernel's
-// CSPRNG, as it must), and, with several callers, the order in which the writer sees their calls.
+// CSPRNG, as it must), with several callers the order in which the writer sees their calls, and
+// when the background snapshotter's operations fall between the writer's.
 // A scenario with one caller is therefore replayed exactly by its seed; one with several is
 // replayed up to the interleaving, so a rare failure may need a few reruns.
 //
@@ -24,7 +25,15 @@
 //   the last crash (a latent sector error), anywhere, the last segment included. Opening must
 //   refuse with `corruption` naming the file and an offset at or before the flip (salvage then
 //   recovers a correct prefix), unless the flip is in the very last record, which is cut like a
-//   torn write (a documented limit): never may it serve wrong data.
+//   torn write (a documented limit): never may it serve wrong data. A flip in a snapshot file
+//   must be detected: the open falls back to the older snapshot or the whole log and serves
+//   exactly the acknowledged state, or refuses with `corruption` naming the file.
+//
+// Snapshots: the workload asks for some, and a third of the scenarios open the store with a
+// `snapshotLogBytes` of a few hundred bytes, so that the background snapshotter writes one every
+// few batches; crashes, faults and flips then land in snapshot writing (temporary file, sync,
+// rename, directory sync, deleting covered segments and older snapshots). The statistics count
+// the crashes that hit the snapshotter's own operations.
 
 import CouponSimulation
 import Foundation
@@ -52,6 +61,24 @@ struct SimulationStats: Sendable {
   var tornTailsCut = 0
   var acknowledgedWrites = 0
   var failedCalls = 0
+  var lifecycleCalls = 0
+  var lifecycleDone = 0
+  /// Lifecycle calls and uploads cut by a crash or a fault (in flight: may or may not have
+  /// happened).
+  var lifecycleInFlight = 0
+  var uploads = 0
+  var snapshotsWritten = 0
+  var snapshotFailures = 0
+  var opensFromSnapshot = 0
+  /// Crashes whose power cut was an operation of the snapshotter thread (a snapshot's write,
+  /// sync, rename, directory sync, or a deletion of what it covers).
+  var crashesInSnapshot = 0
+  /// Crashes that left an unfinished snapshot file behind.
+  var crashesWithSnapshotTemporary = 0
+  /// Faults that hit the snapshotter thread (the store must go on, or stop, and lose nothing).
+  var faultsInSnapshot = 0
+  var snapshotFlips = 0
+  var damagedSnapshotsSkipped = 0
 
   mutating func add(_ other: SimulationStats) {
     scenarios += other.scenarios
@@ -66,6 +93,18 @@ struct SimulationStats: Sendable {
     tornTailsCut += other.tornTailsCut
     acknowledgedWrites += other.acknowledgedWrites
     failedCalls += other.failedCalls
+    lifecycleCalls += other.lifecycleCalls
+    lifecycleDone += other.lifecycleDone
+    lifecycleInFlight += other.lifecycleInFlight
+    uploads += other.uploads
+    snapshotsWritten += other.snapshotsWritten
+    snapshotFailures += other.snapshotFailures
+    opensFromSnapshot += other.opensFromSnapshot
+    crashesInSnapshot += other.crashesInSnapshot
+    crashesWithSnapshotTemporary += other.crashesWithSnapshotTemporary
+    faultsInSnapshot += other.faultsInSnapshot
+    snapshotFlips += other.snapshotFlips
+    damagedSnapshotsSkipped += other.damagedSnapshotsSkipped
   }
 
   var summary: String {
@@ -73,7 +112,13 @@ struct SimulationStats: Sendable {
       + "\(crashesDuringRecovery) during recovery), \(faultsInjected) injected faults, "
       + "\(bitFlips) bit flips, \(tornTailsCut) torn tails cut, \(refusedOpens) opens refused "
       + "(\(refusedAfterReorder) after out-of-order writeback), "
-      + "\(salvages) salvages, \(acknowledgedWrites) acknowledged writes, \(failedCalls) failed calls"
+      + "\(salvages) salvages, \(acknowledgedWrites) acknowledged writes, \(failedCalls) failed calls; "
+      + "\(lifecycleCalls) lifecycle calls (\(lifecycleDone) done, \(lifecycleInFlight) in flight at "
+      + "a crash or fault), \(uploads) uploads; \(snapshotsWritten) snapshots "
+      + "written, \(snapshotFailures) failed, \(opensFromSnapshot) opens from a snapshot, "
+      + "\(crashesInSnapshot) crashes on a snapshotter operation, \(crashesWithSnapshotTemporary) "
+      + "with an unfinished snapshot file, \(faultsInSnapshot) faults in snapshots, "
+      + "\(snapshotFlips) snapshot bit flips (\(damagedSnapshotsSkipped) damaged snapshots skipped)"
   }
 }
 
@@ -120,6 +165,10 @@ struct Simulation {
   let bulk: Bool
   let batchRecordsMax: Int
   let segmentBytesMax: Int
+  /// `Options.snapshotLogBytes`: 0 (no automatic snapshots) or a few hundred bytes.
+  let snapshotLogBytes: Int
+  /// The store's clock, moved forward by the callers.
+  let clock = SimulationClock(Simulation.now)
   var model = SimulationModel()
   var violations: [String] = []
   var story: [String] = []
@@ -149,6 +198,7 @@ struct Simulation {
     // Mostly tiny segments, so that rolls (sync the full segment, create the next, sync the
     // directory) happen every few records and crashes land in the middle of them.
     segmentBytesMax = random.chance(0.75) ? random.int(in: 100...2_000) : 1 << 20
+    snapshotLogBytes = random.chance(0.35) ? random.int(in: 200...4_000) : 0
     self.random = random
   }
 
@@ -182,7 +232,9 @@ struct Simulation {
   func options(_ disk: SimulatedFileSystem, salvage: Bool = false) -> CouponStore.Options {
     var options = CouponStore.Options()
     options.fileSystem = disk
-    options.clock = { Date(millis: Simulation.now) }
+    let clock = clock
+    options.clock = { Date(millis: clock.millis) }
+    options.snapshotLogBytes = snapshotLogBytes
     options.batchBytesMax = 64 << 10
     options.allowsTinySegments = true
     options.segmentBytesMax = segmentBytesMax
@@ -253,7 +305,12 @@ struct Simulation {
       do {
         let inspection = try CouponStore.inspect(
           directory: Simulation.directory, fileSystem: disk.copy(seed: 0))
-        for problem in inspection.problems { violations.append("inspect: " + problem) }
+        // A flipped snapshot is damage inspect must report.
+        let flipped = flip.map { String($0.path.split(separator: "/").last ?? "") }
+        for problem in inspection.problems
+        where !(flipped.map { $0.hasPrefix("snapshot-") && problem.contains($0) } ?? false) {
+          violations.append("inspect: " + problem)
+        }
       } catch {
         if error.code != .io || !disk.isPoweredOff { inspectError = error }
       }
@@ -305,18 +362,32 @@ struct Simulation {
     }
     unrepairedHoles = [:]
     if store.recovery.tornTailBytesCut > 0 { stats.tornTailsCut += 1 }
+    if store.recovery.snapshotSequence > 0 { stats.opensFromSnapshot += 1 }
+    if !store.recovery.damagedSnapshots.isEmpty { stats.damagedSnapshotsSkipped += 1 }
     story.append(
       "  opened: \(store.recovery.recordsReplayed) records, torn tail "
-        + "\(store.recovery.tornTailBytesCut) bytes\(salvaged ? ", salvaged" : "")")
+        + "\(store.recovery.tornTailBytesCut) bytes\(salvaged ? ", salvaged" : ""), snapshot "
+        + "\(store.recovery.snapshotSequence)\(store.recovery.damagedSnapshots.isEmpty ? "" : ", skipped \(store.recovery.damagedSnapshots)")"
+    )
     let observed: ObservedState
     do {
-      observed = try await store.observe()
+      observed = try await store.observe(codes: model.trackedCodes, time: clock.millis)
     } catch {
-      violations.append("reading the recovered store failed: \(error)")
+      // Reads expire due locks, which writes: the power may go out there too.
+      if disk.isPoweredOff && [.io, .stopped].contains(error.code) {
+        story.append("  power out while reading the recovered store")
+        stats.crashesDuringRecovery += 1
+      } else {
+        violations.append("reading the recovered store failed: \(error)")
+      }
       try? await store.close()
       return nil
     }
-    if let flip, !salvaged {
+    // A flip in a snapshot, or in log the snapshot recovery started from covers, costs nothing:
+    // the open must detect a damaged snapshot it would load and fall back, and serve exactly
+    // the acknowledged state.
+    let harmlessFlip = flip.map { flipIsHarmless($0, disk: disk, store: store) } ?? false
+    if let flip, !salvaged, !harmlessFlip {
       // The open succeeded although a synced bit flipped: only a cut last record may explain it.
       let cut = store.recovery.tornTailBytesCut
       let fileGone = !disk.fileExists(flip.path)
@@ -331,9 +402,34 @@ struct Simulation {
         violations.append("\(flip) cut as a torn tail lost \(lost) acknowledged records, not 1")
       }
     }
-    violations += model.violations(of: observed, lossy: flip != nil)
-    model.resolve(observed)
+    let lossy = flip != nil && (salvaged || !harmlessFlip)
+    violations += model.violations(of: observed, lossy: lossy)
+    model.resolve(observed, lossy: lossy)
     return store
+  }
+
+  /// Whether `flip` is in a snapshot file or in a log segment that the snapshot the store
+  /// started from wholly covers (not read on open); for a snapshot, checks that the open did not
+  /// load it undetected.
+  mutating func flipIsHarmless(_ flip: BitFlip, disk: SimulatedFileSystem, store: CouponStore)
+    -> Bool
+  {
+    let name = String(flip.path.split(separator: "/").last ?? "")
+    if name.hasPrefix("snapshot-") {
+      let loaded = store.recovery.snapshotSequence
+      let flipped = SnapshotFile.sequence(fromName: name)
+      if flipped == loaded && loaded > 0
+        && !store.recovery.damagedSnapshots.contains(where: { $0.contains(name) })
+      {
+        violations.append("\(flip) flipped, yet the store loaded that snapshot undetected")
+      }
+      return true
+    }
+    guard let first = SegmentFile.firstSequence(fromName: name) else { return false }
+    let next = disk.files().compactMap {
+      SegmentFile.firstSequence(fromName: String($0.path.split(separator: "/").last ?? ""))
+    }.filter { $0 > first }.min()
+    return next.map { $0 <= store.recovery.snapshotSequence + 1 } ?? false
   }
 
   /// Why a refused open is wrong, or `nil` if the disk explains it: a flipped bit at or after
@@ -368,6 +464,12 @@ struct Simulation {
   mutating func crash(_ disk: SimulatedFileSystem, store: CouponStore?) async -> SimulatedFileSystem
   {
     let midWorkload = disk.isPoweredOff
+    stats.snapshotsWritten += disk.renameCount
+    if disk.powerOffOperation?.thread == Snapshotter.threadName { stats.crashesInSnapshot += 1 }
+    if disk.files().contains(where: { $0.path.contains("/snapshot-") && $0.path.hasSuffix(".tmp") })
+    {
+      stats.crashesWithSnapshotTemporary += 1
+    }
     let policy: CrashPolicy
     switch random.below(100) {
     case 0..<20: policy = .dropUnsynced
@@ -399,19 +501,22 @@ struct Simulation {
       let spec = CampaignSpec(id: SimulationWorkload.bulkCampaign, name: "bulk", stock: 1 << 30)
       events.append(.created(spec, try? await store.createCampaign(spec)))
     }
-    let spec = SimulationWorkload.spec(
-      id: "c-L\(life)", name: "life \(life)", now: Simulation.now, random: &setup)
+    var spec = SimulationWorkload.spec(
+      id: "c-L\(life)", name: "life \(life)", now: clock.millis, random: &setup)
+    if spec.codes != .pool && setup.chance(0.5) {
+      // Stock for everyone, so that callers hold coupons to lock, redeem and roll back.
+      spec.stock = 24
+      spec.startsAt = .distantPast
+      spec.endsAt = nil
+    }
     events.append(.created(spec, try? await store.createCampaign(spec)))
     violations += model.learn(events)
 
-    let retriable = model.requests.values.sorted { $0.call.requestID! < $1.call.requestID! }
     var plans: [(WorkerPlan, SimulationRandom)] = []
     for worker in 0..<workers {
-      let plan = WorkerPlan(
-        life: life, worker: worker, calls: callsPerWorker, now: Simulation.now,
-        campaigns: model.campaigns.keys.sorted(),
-        retriable: Array(retriable.suffix(12)).map { ($0.call, $0.outcome) },
-        bulk: bulk, predictor: workers == 1 ? model : nil)
+      var plan = model.plan(life: life, worker: worker, of: workers, clock: clock)
+      plan.calls = callsPerWorker
+      plan.bulk = bulk
       plans.append((plan, random.split()))
     }
     story.append("life \(life): \(workers) caller(s) × \(callsPerWorker) calls")
@@ -428,16 +533,32 @@ struct Simulation {
     for (worker, log) in logs.enumerated() {
       violations += log.violations
       violations += model.learn(log.events)
-      stats.acknowledgedWrites += log.events.reduce(0) {
-        if case .claimed(_, .some) = $1 { return $0 + 1 }
-        if case .created(_, .some) = $1 { return $0 + 1 }
-        return $0
-      }
+      tally(log)
       if let error = log.error {
         stats.failedCalls += 1
         story.append("  caller \(worker) stopped after \(log.callsMade) calls: \(error.code)")
       }
     }
+  }
+
+  /// Counts what a caller did, for the report.
+  mutating func tally(_ log: WorkerLog) {
+    for event in log.events {
+      switch event {
+      case .claimed(_, .some), .created(_, .some):
+        stats.acknowledgedWrites += 1
+      case .uploaded(_, let result):
+        stats.uploads += 1
+        if result != nil { stats.acknowledgedWrites += 1 }
+      case .lifecycle(_, let answer, _):
+        stats.lifecycleCalls += 1
+        if answer?.outcome == .done { stats.lifecycleDone += 1 }
+        if answer == nil { stats.lifecycleInFlight += 1 }
+      default:
+        break
+      }
+    }
+    stats.snapshotFailures += log.snapshotFailures
   }
 
   /// Closes a healthy store cleanly, reopens it on the same disk, and checks that the state is
@@ -446,11 +567,12 @@ struct Simulation {
     async
   {
     do {
-      let before = try await store.observe()
+      let codes = model.trackedCodes
+      let before = try await store.observe(codes: codes, time: clock.millis)
       try await store.close()
       let again = try await CouponStore.open(
         directory: Simulation.directory, options: options(disk))
-      let after = try await again.observe()
+      let after = try await again.observe(codes: codes, time: clock.millis)
       if after != before { violations.append("a clean close and reopen changed the state") }
       if again.recovery.tornTailBytesCut != 0 {
         violations.append("a clean close left a torn tail")
@@ -473,6 +595,7 @@ struct Simulation {
     }
     let base = disk
     let baseModel = model
+    let baseTime = clock.millis
     let workload = random.split()
     let errnos: [Int32] = [EIO, ENOSPC]
     var failAt = 1
@@ -485,6 +608,7 @@ struct Simulation {
       let errno = random.element(of: errnos)!
       trial.inject(SimulatedFault(operation: failAt, errno: errno))
       lastDisk = trial
+      clock.set(baseTime)
       var trialModel = baseModel
       let finished = await failAtNTrial(trial, model: &trialModel, workload: workload)
       if trial.firedFaults.isEmpty {
@@ -493,6 +617,9 @@ struct Simulation {
         return
       }
       stats.faultsInjected += 1
+      if trial.firedFaults.contains(where: { $0.thread == Snapshotter.threadName }) {
+        stats.faultsInSnapshot += 1
+      }
       // A restart without power loss: the page cache survives.
       var restartModel = trialModel
       let restarted = trial.copy(seed: random.next())
@@ -534,10 +661,12 @@ struct Simulation {
       }
       return false
     }
-    let plan = WorkerPlan(
-      life: 1, worker: 0, calls: callsPerWorker, now: Simulation.now,
-      campaigns: model.campaigns.keys.sorted(), retriable: [], bulk: false, predictor: nil)
+    var plan = model.plan(life: 1, worker: 0, of: 1, clock: clock)
+    plan.calls = callsPerWorker
+    plan.predictor = nil
+    plan.retriable = []
     let log = await SimulationWorkload.run(plan, store: store, random: workload)
+    tally(log)
     violations += log.violations
     violations += model.learn(log.events)
     if let error = log.error {
@@ -567,8 +696,15 @@ struct Simulation {
       closeError = error
       if disk.firedFaults.isEmpty { violations.append("close failed without a fault: \(error)") }
     }
-    if log.error == nil && closeError == nil, let fault = disk.firedFaults.first {
-      violations.append("\(fault) fired, but no call reported an error: it was swallowed")
+    // A fault in the background snapshotter (perhaps while closing) need not stop the store: the
+    // log holds everything. It is reported to a caller of snapshot() or in statistics(), or not
+    // at all if no one asks.
+    let snapshotFault = disk.firedFaults.contains { $0.thread == Snapshotter.threadName }
+    if log.error == nil && closeError == nil && !snapshotFault, let fault = disk.firedFaults.first {
+      violations.append(
+        "\(fault) (thread \(fault.thread ?? "unnamed")) fired, but no call reported an error: it was "
+          + "swallowed")
+      story += disk.recentOperations.map { "  trial: " + $0 }
     }
     return log.error == nil
   }
@@ -586,7 +722,8 @@ struct Simulation {
     // A latent sector error in what was synced before the crash: acknowledged, durable data,
     // anywhere in the log, the last segment (ahead of its torn tail) included.
     let synced = (disk.crashReport?.syncedBytes ?? [:]).filter {
-      $0.key.hasPrefix(Simulation.directory + "/log-") && $0.value > 0
+      ($0.key.hasPrefix(Simulation.directory + "/log-")
+        || $0.key.hasPrefix(Simulation.directory + "/snapshot-")) && $0.value > 0
     }.sorted { $0.key < $1.key }
     let total = synced.reduce(0) { $0 + $1.value }
     guard total > 0 else { return }
@@ -601,6 +738,7 @@ struct Simulation {
     }
     disk.flip(flip!)
     stats.bitFlips += 1
+    if flip!.path.contains("/snapshot-") { stats.snapshotFlips += 1 }
     story.append("flipped \(flip!)")
     if let store = await recover(disk, flip: flip) { try? await store.close() }
   }

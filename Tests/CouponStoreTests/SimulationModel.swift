@@ -8,6 +8,11 @@
 // against both, then adopts what the store holds as its new acknowledged state (the pending
 // writes are resolved: the store's state is durable from then on).
 //
+// Coupon books (SimulationModel+Lifecycle.swift) follow the same rules: an acknowledged upload's
+// codes and every acknowledged lock, unlock, redemption and rollback must survive exactly (state,
+// owner, redemption count, lock expiry, audit trail); an in-flight one may or may not have
+// happened; lock expiries follow from the clock.
+//
 // With one caller the model also predicts every answer exactly (the writer decides in arrival
 // order, and one caller's order is known), so a wrong decision is caught as it happens, not only
 // after a crash. With several callers the interleaving is not known, and the checks are those
@@ -31,6 +36,11 @@ struct CampaignFacts: Hashable, Sendable {
   var perUserLimit: Int
   var startsAt: Int64
   var endsAt: Int64?
+  var redemptionsPerCoupon: Int
+  var lockTimeoutMillis: Int64
+  var expiresAt: Int64?
+  /// Whether codes are uploaded (the stock is the pool's size and grows with each upload).
+  var isPool: Bool
 
   init(_ campaign: Campaign) {
     id = campaign.id
@@ -39,6 +49,10 @@ struct CampaignFacts: Hashable, Sendable {
     perUserLimit = campaign.perUserLimit
     startsAt = campaign.startsAt.millis
     endsAt = campaign.endsAt?.millis
+    redemptionsPerCoupon = campaign.redemptionsPerCoupon
+    lockTimeoutMillis = Int64((campaign.lockTimeout * 1000).rounded())
+    expiresAt = campaign.expiresAt?.millis
+    isPool = campaign.codes == .pool
   }
 
   init(spec: CampaignSpec, id: String) {
@@ -48,14 +62,27 @@ struct CampaignFacts: Hashable, Sendable {
     perUserLimit = spec.perUserLimit
     startsAt = spec.startsAt.millis
     endsAt = spec.endsAt?.millis
+    redemptionsPerCoupon = spec.redemptionsPerCoupon
+    lockTimeoutMillis = Int64((spec.lockTimeout * 1000).rounded())
+    expiresAt = spec.expiresAt?.millis
+    isPool = spec.codes == .pool
+  }
+
+  /// The facts with the stock left out (a pool's stock is checked against its uploads).
+  var withoutPoolStock: CampaignFacts {
+    var facts = self
+    if isPool { facts.stock = 0 }
+    return facts
   }
 }
 
-/// One claim as the workload asked for it.
+/// One claim as the workload asked for it. A claim of a named pool code (`claim(code:)`) has
+/// `code`, and `campaign` is the campaign the caller believes holds it.
 struct ClaimCall: Hashable, Sendable {
   var campaign: String
   var user: String?
   var requestID: String?
+  var code: String? = nil
 }
 
 /// An answer reduced to what must repeat when a request id is retried: the code of a claimed
@@ -93,6 +120,11 @@ enum SimulationEvent: Sendable {
   case claimed(ClaimCall, ClaimResult?)
   /// Coupons (code and owner) a read returned: durable by contract.
   case seen([(code: String, facts: CouponFacts)])
+  /// A lock, unlock, redemption or rollback: its answer (`nil` if the call failed), and the
+  /// clock before the call and after the answer.
+  case lifecycle(LifecycleCall, LifecycleAnswer?, TimeWindow)
+  /// An upload of pool codes: its answer, or `nil` if the call failed.
+  case uploaded(UploadCall, AddCodesResult?)
 }
 
 /// What a store holds, read through its public API.
@@ -101,6 +133,14 @@ struct ObservedState: Equatable {
   /// Every campaign's claims, in issue order.
   var claims: [String: [ClaimRecord]] = [:]
   var coupons: [String: CouponFacts] = [:]
+  /// The coupons the model asked about (``SimulationModel/trackedCodes``), with their history.
+  var details: [String: CouponDetails] = [:]
+  /// Every coupon each of the workload's users holds (states included).
+  var userCoupons: [String: [Coupon]] = [:]
+  /// Coupons per state of each campaign, from `statistics()`.
+  var couponStates: [String: [CouponState: Int]] = [:]
+  /// When the store was read (its clock).
+  var time: Int64 = 0
 }
 
 struct SimulationModel {
@@ -117,6 +157,8 @@ struct SimulationModel {
   var pendingCampaigns: [CampaignSpec] = []
   /// Claims whose fate is unknown, by campaign and user.
   var pendingClaims: [ClaimCall] = []
+  /// Coupon books: see SimulationModel+Lifecycle.swift.
+  var books = BookFacts()
 
   // MARK: Learning from the workload
 
@@ -153,6 +195,14 @@ struct SimulationModel {
         for (code, facts) in seen {
           acknowledge(Coupon(code: code, campaign: facts.campaign, user: facts.user), "by a read")
         }
+      case .lifecycle(let call, let answer?, let window):
+        problems += learnLifecycle(call, answer, window)
+      case .lifecycle(let call, nil, let window):
+        books.pendingLifecycle.append((call, window.earliest))
+      case .uploaded(let call, let result?):
+        problems += learnUpload(call, result)
+      case .uploaded(let call, nil):
+        books.pendingUploads.append(call)
       }
     }
     return problems
@@ -179,6 +229,7 @@ struct SimulationModel {
   /// `nil` stands for "a new coupon of that campaign for that user".
   func expectedOutcome(_ call: ClaimCall, now: Int64) -> ClaimOutcome? {
     if let id = call.requestID, let remembered = requests[id] { return remembered.outcome }
+    if let code = call.code { return expectedCodeClaim(code, user: call.user, now: now) }
     guard let campaign = campaigns[call.campaign] else { return .rejected("campaignNotFound") }
     if now < campaign.startsAt { return .rejected("notStarted") }
     if let endsAt = campaign.endsAt, now > endsAt { return .rejected("ended") }
@@ -200,6 +251,12 @@ struct SimulationModel {
       }
       if coupons[coupon.code] != nil {
         return "\(call) got code \(coupon.code), which was already issued"
+      }
+      if let code = call.code, coupon.code != code {
+        return "\(call) got code \(coupon.code)"
+      }
+      if campaigns[call.campaign]?.isPool == true, books.pool[coupon.code] != call.campaign {
+        return "\(call) got code \(coupon.code), which was never uploaded to its pool"
       }
       return nil
     case (.rejected("limitReached"), .limitReached(let existing)):
@@ -260,13 +317,15 @@ struct SimulationModel {
         if !lossy { problems.append("acknowledged campaign \(id) is missing") }
         continue
       }
-      if found != facts { problems.append("campaign \(id) is \(found), acknowledged as \(facts)") }
+      if found.withoutPoolStock != facts.withoutPoolStock {
+        problems.append("campaign \(id) is \(found), acknowledged as \(facts)")
+      }
     }
     // Campaigns nobody acknowledged come from pending creations, at most one each.
     var unexplainedGenerated = pendingCampaigns.filter { $0.id == nil }.count
     for (id, facts) in observedCampaigns where campaigns[id] == nil {
       if let spec = pendingCampaigns.first(where: { $0.id == id }) {
-        if CampaignFacts(spec: spec, id: id) != facts {
+        if CampaignFacts(spec: spec, id: id).withoutPoolStock != facts.withoutPoolStock {
           problems.append("campaign \(id) is \(facts), but its pending creation asked for \(spec)")
         }
       } else if unexplainedGenerated > 0 {
@@ -301,12 +360,13 @@ struct SimulationModel {
             + "but only \(allowed) such claims were in flight")
       }
     }
+    problems += bookViolations(of: observed, lossy: lossy)
     return problems
   }
 
   /// Adopts a recovered store's state: pending writes are resolved, the store's contents are
   /// now the acknowledged state. Request ids whose answer is known are kept.
-  mutating func resolve(_ observed: ObservedState) {
+  mutating func resolve(_ observed: ObservedState, lossy: Bool = false) {
     campaigns = Dictionary(
       observed.campaigns.map { ($0.id, CampaignFacts($0)) }, uniquingKeysWith: { first, _ in first }
     )
@@ -321,6 +381,7 @@ struct SimulationModel {
       if case .claimed(let code) = value.outcome { return coupons[code] != nil }
       return true
     }
+    resolveBooks(observed, lossy: lossy)
   }
 }
 
@@ -334,9 +395,13 @@ extension Coupon {
 }
 
 extension CouponStore {
-  /// Everything the store holds, through the public API.
-  func observe() async throws(CouponStoreError) -> ObservedState {
+  /// Everything the store holds, through the public API, with the details (audit trail) of
+  /// `codes`, read at `time` (the clock's reading, which does not move while this runs).
+  func observe(codes: [String] = [], time: Int64 = 0) async throws(CouponStoreError)
+    -> ObservedState
+  {
     var state = ObservedState()
+    state.time = time
     state.campaigns = try await campaigns()
     for campaign in state.campaigns {
       var claims: [ClaimRecord] = []
@@ -352,6 +417,13 @@ extension CouponStore {
         state.coupons[claim.code] = CouponFacts(campaign: campaign.id, user: claim.user)
       }
     }
+    for code in codes {
+      if let details = try await couponDetails(code: code) { state.details[code] = details }
+    }
+    for user in SimulationWorkload.users {
+      state.userCoupons[user] = try await coupons(of: user)
+    }
+    state.couponStates = try await statistics().couponsByCampaign
     return state
   }
 }

@@ -41,7 +41,8 @@ extension CouponStore {
     public var snapshotLogBytes: Int = 256 << 20
 
     /// Tests only (internal, reachable through `@testable import`): lets ``segmentBytesMax`` go
-    /// below its 1 MiB floor, so that the crash simulator rolls segments every few records.
+    /// below its 1 MiB floor and ``snapshotLogBytes`` below its 64 KiB floor, so that the crash
+    /// simulator rolls segments and takes snapshots every few records.
     var allowsTinySegments = false
 
     /// The default options.
@@ -62,7 +63,9 @@ extension CouponStore {
       guard requestIDWindow >= 0 else {
         throw .invalid("requestIDWindow", "requestIDWindow must be ≥ 0")
       }
-      guard snapshotLogBytes == 0 || (64 << 10...1 << 40).contains(snapshotLogBytes) else {
+      let snapshotLogBytesMin = allowsTinySegments ? 1 : 64 << 10
+      guard snapshotLogBytes == 0 || (snapshotLogBytesMin...1 << 40).contains(snapshotLogBytes)
+      else {
         throw .invalid("snapshotLogBytes", "snapshotLogBytes must be 0 (off) or 64 KiB–1 TiB")
       }
     }

@@ -96,11 +96,15 @@ final class Snapshotter: @unchecked Sendable {
     self.control = Mutex(Control(latest: latest))
   }
 
+  /// The thread's name for the kernel (at most 15 bytes): what `top -H` and gdb show, and how
+  /// the crash simulator tells the snapshotter's system calls from the writer's.
+  static let threadName = "cs-snapshotter"
+
   /// Starts the thread.
   func start() {
     started.store(true, ordering: .releasing)
     let thread = Thread { [self] in
-      nameKernelThread("cs-snapshotter")
+      nameKernelThread(Self.threadName)
       lowerThreadPriority()
       run()
       done.signal()
@@ -290,6 +294,7 @@ final class Snapshotter: @unchecked Sendable {
     return CouponStore.SnapshotInfo(path: entry.path, sequence: entry.sequence, bytes: bytes)
   }
 }
+
 
 /// Lowers the calling thread's scheduling priority (nice 10), so that the writer thread and the
 /// callers' tasks win the CPU when the machine is busy. On Linux the nice value belongs to the
