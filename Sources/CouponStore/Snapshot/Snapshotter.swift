@@ -295,7 +295,6 @@ final class Snapshotter: @unchecked Sendable {
   }
 }
 
-
 /// Lowers the calling thread's scheduling priority (nice 10), so that the writer thread and the
 /// callers' tasks win the CPU when the machine is busy. On Linux the nice value belongs to the
 /// thread, and `who == 0` names the calling thread. Best effort: errors are ignored.
