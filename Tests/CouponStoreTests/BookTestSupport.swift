@@ -68,6 +68,8 @@ extension StoreStatistics {
     copy.lastSequence = 0
     copy.logBytes = 0
     copy.segments = 0
+    copy.logWrites = 0
+    copy.logSyncs = 0
     return copy
   }
 }

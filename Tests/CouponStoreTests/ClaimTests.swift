@@ -61,6 +61,29 @@ struct ClaimTests {
     }
   }
 
+  /// `logWrites` and `logSyncs` count the log's writes and syncs: claims made one after another
+  /// each need their own sync before they are acknowledged; without syncing, none happens.
+  @Test func statisticsCountLogWritesAndSyncs() async throws {
+    for durability in [CouponStore.Durability.synchronous, .noSync] {
+      var options = CouponStore.Options()
+      options.durability = durability
+      try await withTemporaryStore(options: options) { store, _ in
+        let campaign = try await store.createCampaign(CampaignSpec(name: "counted", stock: 20))
+        let before = try await store.statistics()
+        for user in 0..<20 {
+          _ = try await store.claim(campaign: campaign.id, user: "u\(user)")
+        }
+        let after = try await store.statistics()
+        #expect(after.logWrites - before.logWrites >= 20)
+        if durability == .synchronous {
+          #expect(after.logSyncs - before.logSyncs >= 20)
+        } else {
+          #expect(after.logSyncs == 0)
+        }
+      }
+    }
+  }
+
   /// Timeline: 50 distinct users claim at once from a stock of 5.
   @Test func fiftyUsersOnStockFiveIssueExactlyFiveToDistinctUsers() async throws {
     try await withTemporaryStore { store, _ in

@@ -33,10 +33,13 @@ struct OpenLoopBenchmark: Scenario {
     var failures: [String] = []
     var achieved: [Double] = []
     var pacerLag: [Double] = []
+    var claimsPerSync: [Double] = []
+    var claimsPerWrite: [Double] = []
     let runs = try await bench.repeated("\(name) \(Int(rate))/s × \(total)") { run in
       let campaign = "open-\(run)"
       _ = try await store.createCampaign(ampleCampaign(campaign, stock: total))
       let records = OpRecords(count: total)
+      let before = try await store.statistics()
       let lagMax = try await Pacer.run(total: total, rate: rate, records: records) { index in
         Outcome(try await store.claim(campaign: campaign, user: "o\(run)-\(index)"))
       }
@@ -44,6 +47,9 @@ struct OpenLoopBenchmark: Scenario {
       let lastEnd = records.buffer.map(\.end).max() ?? start
       achieved.append(Double(total) / Clock.seconds(from: start, to: lastEnd))
       pacerLag.append(Double(lagMax))
+      let after = try await store.statistics()
+      claimsPerSync.append(Double(total) / Double(max(1, after.logSyncs - before.logSyncs)))
+      claimsPerWrite.append(Double(total) / Double(max(1, after.logWrites - before.logWrites)))
       let claimed = records.count(.claimed)
       let issued = try await store.campaign(campaign)?.issued ?? -1
       if claimed != total || issued != total {
@@ -59,6 +65,10 @@ struct OpenLoopBenchmark: Scenario {
         name: "achieved", value: Spread(achieved), unit: .perSecond, relativeTo: "the offered rate",
         ratio: ratio(Spread(achieved).median, rate)))
     row.metrics.append(Metric(name: "pacer's largest lag", value: Spread(pacerLag), unit: .nanos))
+    row.metrics.append(
+      Metric(name: "claims per fdatasync", value: Spread(claimsPerSync), unit: .count))
+    row.metrics.append(
+      Metric(name: "claims per log write", value: Spread(claimsPerWrite), unit: .count))
     // How much of the latency is the client's: from the scheduled start until the claim's task
     // began running (the pacer's lag plus the wait in the cooperative pool's queue).
     for (name, fraction) in [("p50", 50.0), ("p99", 99.0)] {

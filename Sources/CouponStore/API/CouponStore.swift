@@ -306,6 +306,7 @@ public final class CouponStore: Sendable {
       statistics.snapshotSequence = status.sequence
       statistics.snapshotsWritten = status.written
       statistics.lastSnapshotError = status.lastError?.description
+      (statistics.logWrites, statistics.logSyncs) = writer.ioCounts
       return statistics
     default: preconditionFailure("unexpected reply to statistics()")
     }

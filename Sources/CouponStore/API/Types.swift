@@ -236,6 +236,12 @@ public struct StoreStatistics: Sendable, Hashable {
   public var snapshotsWritten: Int = 0
   /// Why the last failed snapshot failed, if one did since the store was opened.
   public var lastSnapshotError: String?
+  /// Batches written to the log (one `pwrite` each) since the store was opened.
+  public var logWrites: Int = 0
+  /// Group-commit `fdatasync`s of the log since the store was opened (every one acknowledges all
+  /// the requests written before it, so requests ÷ syncs is how well they are batched; the syncs
+  /// of segment rolls are not counted). Always 0 with ``CouponStore/Options/Durability/noSync``.
+  public var logSyncs: Int = 0
 }
 
 /// The outcome of an upload of pool codes.

@@ -209,10 +209,6 @@ struct ReplayBatcher {
           (code: StringTable.tag($0.code), user: StringTable.tag($0.user))
         }
       }
-      // Room for every string the held claims can add first, so that no table grows (and drops
-      // the slots loaded below) half-way through them.
-      state.codes.reserveCapacity(additional: claims.count)
-      state.users.reserveCapacity(additional: claims.count)
       // A tight loop of independent loads, so that the processor has them all in flight at once.
       for claim in claims {
         guard let tags = claim.tags else { continue }

@@ -73,10 +73,6 @@ extension Engine {
     lookahead.entries.removeAll(keepingCapacity: true)
     lookahead.codes.removeAll(keepingCapacity: true)
     lookahead.start = start
-    // Room for every string the window can add, so that no table grows (and drops the slots
-    // just loaded) half-way through it.
-    state.users.reserveCapacity(additional: claims.count)
-    state.codes.reserveCapacity(additional: claims.count)
     for claim in claims {
       guard let claim else {
         lookahead.entries.append(nil)

@@ -78,6 +78,14 @@ final class Writer: @unchecked Sendable {
   private let lastCompletedCount = Atomic<Int>(0)
   /// How long the last sync took, in nanoseconds.
   private let lastSyncNanos = Atomic<UInt64>(0)
+  /// Batches written and syncs performed since open (for ``StoreStatistics``).
+  private let writes = Atomic<Int>(0)
+  private let syncs = Atomic<Int>(0)
+
+  /// Batches written to the log and syncs performed since open.
+  var ioCounts: (writes: Int, syncs: Int) {
+    (writes.load(ordering: .relaxed), syncs.load(ordering: .relaxed))
+  }
   private let clock: @Sendable () -> Date
   private var engine: Engine
   private let snapshotter: Snapshotter
@@ -372,6 +380,7 @@ final class Writer: @unchecked Sendable {
     do {
       let bytes = engine.log.bufferedBytes
       let flushed = try engine.log.flush()
+      if flushed != nil { writes.add(1, ordering: .relaxed) }
       logBytesSinceSnapshot += Int64(bytes)
       let through = engine.lastAppended
       let segment = flushed?.segment
@@ -420,6 +429,7 @@ final class Writer: @unchecked Sendable {
         syncError = CouponStoreError.io(error, while: "syncing the log")
       }
       lastSyncNanos.store(DispatchTime.now().uptimeNanoseconds - started, ordering: .relaxed)
+      syncs.add(1, ordering: .relaxed)
     }
     return commit.withLock { commit in
       let actions =
