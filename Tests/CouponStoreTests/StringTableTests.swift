@@ -46,3 +46,24 @@ struct StringTableTests {
     #expect(StringTable(arena: [], ends: []) != nil)
   }
 }
+
+@Suite("Room reserved at campaign creation")
+struct ReservedRoomTests {
+  /// A campaign's stock is reserved (capped) in the arrays claims append to, so that a sale never
+  /// pauses the writer to copy them; a small stock reserves no more than it needs.
+  @Test func creatingACampaignReservesItsStockCapped() {
+    var state = StoreState(requestWindow: 0)
+    var record = ReplayBatcherTests.campaign("small")
+    record.stock = 50_000
+    let small = state.applyCampaignCreated(record)
+    #expect(state.coupons.capacity >= 50_000)
+    #expect(state.campaigns[Int(small)].issueOrder.capacity >= 50_000)
+    #expect(state.userHeads.capacity >= 50_000)
+    record.id = "huge"
+    record.stock = 1_000_000_000
+    let huge = state.applyCampaignCreated(record)
+    #expect(state.campaigns[Int(huge)].issueOrder.capacity >= StoreState.reservedCouponsMax)
+    #expect(state.campaigns[Int(huge)].issueOrder.capacity < 2 * StoreState.reservedCouponsMax)
+    #expect(state.coupons.capacity >= StoreState.reservedCouponsMax)
+  }
+}

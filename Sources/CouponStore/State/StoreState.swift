@@ -201,7 +201,27 @@ struct StoreState {
     let index = UInt32(campaigns.count)
     campaigns.append(CampaignState(record: record))
     campaignIndex[record.id] = index
+    reserveRoom(forCoupons: record.stock, of: index)
     return index
+  }
+
+  /// The most coupons one campaign creation makes room for ahead (see ``reserveRoom(forCoupons:of:)``).
+  static let reservedCouponsMax = 1 << 24
+
+  /// Makes room, in the arrays every claim appends to, for `stock` more coupons (capped at
+  /// ``reservedCouponsMax``) and as many new users, so that the claims of a sale do not stop
+  /// the writer to copy an array of millions of entries into a larger one (a 100 ms pause at ten
+  /// million coupons); the copy, if any, happens now, at campaign creation. Capacity only: the
+  /// pages are not touched until used, so an unsold stock costs address space, not memory.
+  private mutating func reserveRoom(forCoupons stock: Int, of campaign: UInt32) {
+    let additional = min(stock, Self.reservedCouponsMax)
+    guard additional > 0 else { return }
+    coupons.reserveLarge(coupons.count + additional)
+    campaigns[Int(campaign)].issueOrder.reserveLarge(additional)
+    userHeads.reserveLarge(userHeads.count + additional)
+    userCouponCounts.reserveLarge(userCouponCounts.count + additional)
+    codes.reserveStorage(additional: additional)
+    users.reserveStorage(additional: additional)
   }
 
   /// Issues a new coupon with a freshly generated `code` (which must be unused) to `user`.

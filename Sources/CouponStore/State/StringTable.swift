@@ -251,6 +251,16 @@ struct StringTable {
     return (insert(bytes, tag: tag), true)
   }
 
+  /// Reserves capacity (not memory: pages are touched only when used) in the arena and the ends
+  /// for `additional` more strings as long as the average so far, so that appending them never
+  /// copies the arrays. The shards are not reserved: growing one is cheap, and their slots are
+  /// zeroed (touched) when allocated.
+  mutating func reserveStorage(additional: Int) {
+    let averageBytes = count == 0 ? 16 : (arena.count + count - 1) / count
+    ends.reserveLarge(count + additional)
+    arena.reserveLarge(arena.count + additional * averageBytes)
+  }
+
   /// Makes room for about `additional` more strings (spread over the shards at random), so that
   /// adding them most likely grows no shard.
   mutating func reserveCapacity(additional: Int) {
