@@ -216,10 +216,12 @@ struct StoreState {
   private mutating func reserveRoom(forCoupons stock: Int, of campaign: UInt32) {
     let additional = min(stock, Self.reservedCouponsMax)
     guard additional > 0 else { return }
-    coupons.reserveLarge(coupons.count + additional)
-    campaigns[Int(campaign)].issueOrder.reserveLarge(additional)
-    userHeads.reserveLarge(userHeads.count + additional)
-    userCouponCounts.reserveLarge(userCouponCounts.count + additional)
+    // Plain reservations, not `reserveLarge`: asking for huge pages here would make the writer's
+    // page faults, all through a sale, wait for the kernel to compact memory into 2 MiB pages.
+    coupons.reserveCapacity(coupons.count + additional)
+    campaigns[Int(campaign)].issueOrder.reserveCapacity(additional)
+    userHeads.reserveCapacity(userHeads.count + additional)
+    userCouponCounts.reserveCapacity(userCouponCounts.count + additional)
     codes.reserveStorage(additional: additional)
     users.reserveStorage(additional: additional)
   }

@@ -257,8 +257,8 @@ struct StringTable {
   /// zeroed (touched) when allocated.
   mutating func reserveStorage(additional: Int) {
     let averageBytes = count == 0 ? 16 : (arena.count + count - 1) / count
-    ends.reserveLarge(count + additional)
-    arena.reserveLarge(arena.count + additional * averageBytes)
+    ends.reserveCapacity(count + additional)
+    arena.reserveCapacity(arena.count + additional * averageBytes)
   }
 
   /// Makes room for about `additional` more strings (spread over the shards at random), so that
