@@ -7,6 +7,16 @@ import Testing
 /// the FuzzRegressionTests target from Fuzz/FailCases; see Fuzz/FailCases/README.md).
 @Suite("Fuzz findings")
 struct FuzzFindingTests {
+  /// snapshot-decoder: a block whose payload failed to decode was reported with its section's
+  /// name, and `SnapshotSection.description` interpolated `self`, recursing until the stack
+  /// overflowed: a damaged snapshot crashed the process instead of being refused.
+  @Test func everySnapshotSectionHasADistinctName() {
+    let names = SnapshotSection.allCases.map { "\($0)" }
+    #expect(Set(names).count == SnapshotSection.allCases.count)
+    #expect(SnapshotSection.codes.description == "codes")
+    #expect(names.allSatisfy { name in name.allSatisfy(\.isLetter) })
+  }
+
   /// api-sequence: a pattern of 64 symbols with a prefix generates codes longer than the 64
   /// characters allowed for uploads; `coupon(code:)` returned nil for them and `claim(code:)`
   /// refused them as malformed.

@@ -110,7 +110,25 @@ enum SnapshotSection: UInt16, CaseIterable, Sendable, CustomStringConvertible {
   case requests = 12
   case end = 0xFFFF
 
-  var description: String { "\(self)" }
+  /// The section's name in error messages. Spelled out: interpolating `self` here would call
+  /// `description` again and recurse until the stack overflows (a fuzz finding).
+  var description: String {
+    switch self {
+    case .summary: "summary"
+    case .campaigns: "campaigns"
+    case .issueOrder: "issueOrder"
+    case .available: "available"
+    case .codes: "codes"
+    case .coupons: "coupons"
+    case .users: "users"
+    case .userHeads: "userHeads"
+    case .locks: "locks"
+    case .history: "history"
+    case .staged: "staged"
+    case .requests: "requests"
+    case .end: "end"
+    }
+  }
 }
 
 /// Names of snapshot files.
