@@ -95,7 +95,7 @@ let snapshotBlockBytesMax = 1 << 20
 let snapshotRecordBytesMax = 64 << 10
 
 /// The sections of a snapshot, in file order. Never renumber: these are on disk.
-enum SnapshotSection: UInt16, CaseIterable, Sendable, CustomStringConvertible {
+enum SnapshotSection: UInt16, CaseIterable, Sendable {
   case summary = 1
   case campaigns = 2
   case issueOrder = 3
@@ -109,26 +109,6 @@ enum SnapshotSection: UInt16, CaseIterable, Sendable, CustomStringConvertible {
   case staged = 11
   case requests = 12
   case end = 0xFFFF
-
-  /// The section's name in error messages. Spelled out: interpolating `self` here would call
-  /// `description` again and recurse until the stack overflows (a fuzz finding).
-  var description: String {
-    switch self {
-    case .summary: "summary"
-    case .campaigns: "campaigns"
-    case .issueOrder: "issueOrder"
-    case .available: "available"
-    case .codes: "codes"
-    case .coupons: "coupons"
-    case .users: "users"
-    case .userHeads: "userHeads"
-    case .locks: "locks"
-    case .history: "history"
-    case .staged: "staged"
-    case .requests: "requests"
-    case .end: "end"
-    }
-  }
 }
 
 /// Names of snapshot files.
