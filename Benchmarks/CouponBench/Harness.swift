@@ -85,6 +85,24 @@ final class Bench: Sendable {
     if !options.keep { try? FileManager.default.removeItem(atPath: directory) }
   }
 
+  /// Like ``closeAndRemove(_:_:)``, after noting in `report` how many automatic snapshots the
+  /// store wrote (or was writing) while the scenario ran. A snapshot shares the cores with the runs it overlaps,
+  /// so it pulls their throughput down and widens the min–max; the note says why.
+  func closeAndRemove(
+    _ store: CouponStore, _ directory: String, noting report: inout ScenarioReport
+  ) async throws {
+    let statistics = try await store.statistics()
+    let snapshots = statistics.snapshotsWritten + (statistics.snapshotInProgress ? 1 : 0)
+    if snapshots > 0 {
+      let every = formatBytes(Double(storeOptions.snapshotLogBytes))
+      report.notes.append(
+        "\(snapshots) automatic snapshot\(snapshots == 1 ? "" : "s") ran during the runs (one per "
+          + "\(every) of log, the default); each shares the "
+          + "\(ProcessInfo.processInfo.activeProcessorCount) cores with the runs it overlaps")
+    }
+    try await closeAndRemove(store, directory)
+  }
+
   /// Runs `body` for the warm-up runs (their results dropped) and then for the timed runs,
   /// showing which one is under way; returns the timed runs' results.
   func repeated<T>(_ label: String, _ body: (_ run: Int) async throws -> T) async throws -> [T] {

@@ -267,6 +267,32 @@ struct SnapshotTests {
     #expect(try StoreFiles.snapshots(path).count <= 2)
   }
 
+  /// A snapshot asked for and not yet written shows in the statistics as under way (checked on
+  /// a snapshotter whose thread is not started, so the job stays queued); once `snapshot()`
+  /// returns, the statistics show it written and nothing under way.
+  @Test func statisticsSayWhetherASnapshotIsUnderWay() async throws {
+    let path = temporaryStorePath()
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let idle = Snapshotter(directory: path, options: Self.manual, latest: nil)
+    #expect(!idle.status.busy)
+    idle.enqueue(boundary: 1, waiter: nil)
+    #expect(idle.status.busy)
+    #expect(idle.status.written == 0)
+    idle.stop()
+
+    let store = try await CouponStore.open(directory: path, options: Self.manual)
+    _ = try await store.createCampaign(CampaignSpec(id: "c", name: "c", stock: 100))
+    _ = try await store.claim(campaign: "c", user: "u")
+    var statistics = try await store.statistics()
+    #expect(!statistics.snapshotInProgress)
+    #expect(statistics.snapshotsWritten == 0)
+    _ = try await store.snapshot()
+    statistics = try await store.statistics()
+    #expect(!statistics.snapshotInProgress)
+    #expect(statistics.snapshotsWritten == 1)
+    try await store.close()
+  }
+
   /// Snapshot A keeps the whole log (the empty state is its base); B deletes the segments A
   /// covers; C deletes A and the segments B covers. Every open in between sees the same claims.
   @Test func segmentsAreDeletedOnlyOnceTwoSnapshotsCoverThem() async throws {

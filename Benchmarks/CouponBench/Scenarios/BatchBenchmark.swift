@@ -63,7 +63,7 @@ struct BatchBenchmark: Scenario {
     report.checks.append(
       Check(
         "every claim of every batch issued; issued = claims", failures: failures))
-    try await bench.closeAndRemove(store, directory)
+    try await bench.closeAndRemove(store, directory, noting: &report)
     return report
   }
 }

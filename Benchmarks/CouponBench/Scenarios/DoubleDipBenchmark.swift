@@ -60,7 +60,7 @@ struct DoubleDipBenchmark: Scenario {
       Check(
         "exactly one winner; \(Self.tasks - 1) told limitReached with the winner's code",
         failures: failures))
-    try await bench.closeAndRemove(store, directory)
+    try await bench.closeAndRemove(store, directory, noting: &report)
     return report
   }
 }

@@ -81,7 +81,7 @@ struct FlashSaleBenchmark: Scenario {
           + "beside the store, so claim and disk are sampled under the same conditions; its "
           + "sync columns and limit use those paired samples")
     }
-    try await bench.closeAndRemove(store, directory)
+    try await bench.closeAndRemove(store, directory, noting: &report)
     return report
   }
 

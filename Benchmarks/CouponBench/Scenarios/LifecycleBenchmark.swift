@@ -98,7 +98,7 @@ struct LifecycleBenchmark: Scenario {
       Check(
         "every code uploaded; every cycle claimed, locked and redeemed; redeemed count = cycles",
         failures: failures))
-    try await bench.closeAndRemove(store, directory)
+    try await bench.closeAndRemove(store, directory, noting: &report)
     return report
   }
 }

@@ -41,7 +41,7 @@ struct MemoryBenchmark: Scenario {
     let residentAfter = Self.residentBytes()
     let diskAfter = try Self.directoryBytes(directory)
     let issued = try await store.campaign("memory")?.issued ?? -1
-    try await bench.closeAndRemove(store, directory)
+    try await bench.closeAndRemove(store, directory, noting: &report)
 
     var row = ResultRow(label: "\(formatRate(Double(claims))) claims", unit: "")
     let perClaim = { (bytes: Int64) in Spread([Double(bytes) / Double(claims)]) }

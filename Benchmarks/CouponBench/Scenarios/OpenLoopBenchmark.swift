@@ -87,7 +87,7 @@ struct OpenLoopBenchmark: Scenario {
     report.checks.append(
       Check(
         "every offered claim issued; issued = offered", failures: failures))
-    try await bench.closeAndRemove(store, directory)
+    try await bench.closeAndRemove(store, directory, noting: &report)
     return report
   }
 }

@@ -67,7 +67,7 @@ struct SellOutBenchmark: Scenario {
       Check(
         "exactly \(Self.stock) issued (answers, campaign, claim list), all others sold out, "
           + "distinct codes and users", failures: failures))
-    try await bench.closeAndRemove(store, directory)
+    try await bench.closeAndRemove(store, directory, noting: &report)
     return report
   }
 }

@@ -58,7 +58,7 @@ struct SpreadBenchmark: Scenario {
       Check(
         "every claim issued; issued summed over campaigns = claims; none oversold",
         failures: failures))
-    try await bench.closeAndRemove(store, directory)
+    try await bench.closeAndRemove(store, directory, noting: &report)
     return report
   }
 }

@@ -305,6 +305,7 @@ public final class CouponStore: Sendable {
       let status = snapshotter.status
       statistics.snapshotSequence = status.sequence
       statistics.snapshotsWritten = status.written
+      statistics.snapshotInProgress = status.busy
       statistics.lastSnapshotError = status.lastError?.description
       (statistics.logWrites, statistics.logSyncs) = writer.ioCounts
       return statistics

@@ -234,6 +234,9 @@ public struct StoreStatistics: Sendable, Hashable {
   public var snapshotSequence: UInt64 = 0
   /// Snapshots written since the store was opened (automatic and asked for).
   public var snapshotsWritten: Int = 0
+  /// Whether a snapshot is being written in the background now (or was asked for and is about
+  /// to be). It shares the machine's cores with the writer while it runs.
+  public var snapshotInProgress: Bool = false
   /// Why the last failed snapshot failed, if one did since the store was opened.
   public var lastSnapshotError: String?
   /// Batches written to the log (one `pwrite` each) since the store was opened.

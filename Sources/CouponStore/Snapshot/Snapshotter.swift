@@ -114,12 +114,14 @@ final class Snapshotter: @unchecked Sendable {
   }
 
   /// Whether no snapshot is being written or waiting to be.
-  var isIdle: Bool { control.withLock { !$0.running && $0.queued == nil } }
+  var isIdle: Bool { !status.busy }
 
   /// What the statistics report: the newest snapshot's sequence, snapshots written since open,
-  /// and the last failure.
-  var status: (sequence: UInt64, written: Int, lastError: CouponStoreError?) {
-    control.withLock { ($0.latest?.sequence ?? 0, $0.written, $0.lastError) }
+  /// whether one is being written or waits to be, and the last failure.
+  var status: (sequence: UInt64, written: Int, busy: Bool, lastError: CouponStoreError?) {
+    control.withLock {
+      ($0.latest?.sequence ?? 0, $0.written, $0.running || $0.queued != nil, $0.lastError)
+    }
   }
 
   /// Queues a snapshot through `boundary` (every record through it is durable and in sealed
