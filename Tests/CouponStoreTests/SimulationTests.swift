@@ -118,6 +118,19 @@ struct SimulationTests {
     #expect(CouponStore.parentDirectory(of: "a/b") == "a")
   }
 
+  /// Regression (soak seed 9254496537093291022, 2026-12-04): fail-at-N predicted its trials from
+  /// a model that still held the calls life 0 had in flight at its crash. A lock among them had
+  /// survived the crash, so the trial's same lock was answered `alreadyLocked` where the model
+  /// expected `done`. The store was right; the model is now settled on a recovery of the crashed
+  /// disk before the trials start.
+  @Test func failAtNTrialsStartFromASettledModel() async {
+    let seed: UInt64 = 9_254_496_537_093_291_022
+    #expect(Simulation(seed: seed).kind == .failAtN)
+    let result = await Simulation.run(seed: seed)
+    #expect(result.violations == [])
+    #expect(result.story.contains { $0.hasPrefix("fail-at-N: 1 call(s) in flight at the crash") })
+  }
+
   /// The canary: a store that acknowledges before `fdatasync` loses acknowledged writes in a
   /// crash, and the simulator must say so within the CI seeds. Proof that it can fail.
   @Test func canaryAcknowledgingBeforeSyncIsCaughtWithinTheFixedSeeds() async {
