@@ -86,8 +86,9 @@ final class Bench: Sendable {
   }
 
   /// Like ``closeAndRemove(_:_:)``, after noting in `report` how many automatic snapshots the
-  /// store wrote (or was writing) while the scenario ran. A snapshot shares the cores with the runs it overlaps,
-  /// so it pulls their throughput down and widens the min–max; the note says why.
+  /// store wrote (or was writing) while the scenario ran. A snapshot shares the cores with the
+  /// runs it overlaps, so it pulls their throughput down and widens the min–max; the note says
+  /// why.
   func closeAndRemove(
     _ store: CouponStore, _ directory: String, noting report: inout ScenarioReport
   ) async throws {
