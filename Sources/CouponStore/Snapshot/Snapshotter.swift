@@ -68,6 +68,9 @@ final class Snapshotter: @unchecked Sendable {
     var latest: SnapshotEntry?
     var written = 0
     var lastError: CouponStoreError?
+
+    /// Whether a snapshot is being written or waits to be.
+    var isBusy: Bool { running || queued != nil }
   }
 
   let directory: String
@@ -113,14 +116,15 @@ final class Snapshotter: @unchecked Sendable {
     thread.start()
   }
 
-  /// Whether no snapshot is being written or waiting to be.
-  var isIdle: Bool { !status.busy }
+  /// Whether no snapshot is being written or waiting to be. The writer thread asks this, so it
+  /// reads one flag under the lock and copies nothing else (unlike ``status``).
+  var isIdle: Bool { control.withLock { !$0.isBusy } }
 
   /// What the statistics report: the newest snapshot's sequence, snapshots written since open,
   /// whether one is being written or waits to be, and the last failure.
   var status: (sequence: UInt64, written: Int, busy: Bool, lastError: CouponStoreError?) {
     control.withLock {
-      ($0.latest?.sequence ?? 0, $0.written, $0.running || $0.queued != nil, $0.lastError)
+      ($0.latest?.sequence ?? 0, $0.written, $0.isBusy, $0.lastError)
     }
   }
 
